@@ -1,0 +1,172 @@
+"""The public Python API: `RAG`, a façade over the stages (load, chunk, index, retrieve, generate).
+
+    from ragkit import RAG
+    rag = RAG.from_pipeline("pipelines/default.yaml", index_dir=".ragkit")
+    report = rag.ingest(["data/"])
+    answer = rag.query("When did Voyager 1 launch?")
+    print(answer.text, [c.source for c in answer.citations])
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from ragkit.chunkers import make_chunker
+from ragkit.config import PipelineConfig, load_pipeline
+from ragkit.generation import Generator, make_generator
+from ragkit.indexes.embedder import Embedder, make_embedder
+from ragkit.indexes.layout import PIPELINE_FILE, IndexStoreError, read_current, require_current, writer_lock
+from ragkit.indexes.snapshot import IndexSnapshot
+from ragkit.indexes.tokenize import make_analyzer
+from ragkit.indexes.writer import Progress, WriteStats, write_generation
+from ragkit.loaders import discover, load_file
+from ragkit.retrieval.hybrid import HybridRetriever
+from ragkit.retrieval.rerank import Reranker, make_reranker
+from ragkit.schema import Answer, Document, Hit, LoadFailure, Trace
+
+DEFAULT_INDEX_DIR = ".ragkit"
+
+
+class IngestReport(BaseModel):
+    """What an ingest did: files loaded or failed (with reasons), and what changed in the index."""
+
+    files_ok: int = 0
+    failures: list[LoadFailure] = Field(default_factory=list)
+    skipped: list[LoadFailure] = Field(default_factory=list)
+    index: WriteStats
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+class RAG:
+    """A pipeline bound to an index directory. Thread-safe for concurrent `query` calls."""
+
+    def __init__(self, config: PipelineConfig, index_dir: str | Path = DEFAULT_INDEX_DIR) -> None:
+        self.config = config
+        self.index_dir = Path(index_dir)
+        self._snapshot: IndexSnapshot | None = None
+        self._snapshot_lock = threading.Lock()
+
+    @classmethod
+    def from_pipeline(cls, path: str | Path, index_dir: str | Path = DEFAULT_INDEX_DIR) -> RAG:
+        """A pipeline from YAML (see `pipelines/`), bound to `index_dir`."""
+        return cls(load_pipeline(path), index_dir)
+
+    @classmethod
+    def open(cls, index_dir: str | Path = DEFAULT_INDEX_DIR) -> RAG:
+        """An existing index with the pipeline it was built with."""
+        index_dir = Path(index_dir)
+        manifest = require_current(index_dir)
+        return cls(load_pipeline(index_dir / manifest.directory / PIPELINE_FILE), index_dir)
+
+    # --- components, built once and shared by ingest and query ---
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return make_embedder(self.config.dense.embedder)
+
+    @cached_property
+    def analyzer(self):  # type: ignore[no-untyped-def]
+        return make_analyzer(self.config.sparse.tokenizer)
+
+    @cached_property
+    def reranker(self) -> Reranker:
+        return make_reranker(self.config.retrieval.rerank)
+
+    @cached_property
+    def generator(self) -> Generator:
+        return make_generator(self.config.generator, self.embedder, self.analyzer)
+
+    # --- ingest ---
+
+    def ingest(self, paths: Sequence[str | Path], progress: Progress | None = None) -> IngestReport:
+        """Load, chunk, embed and index `paths` (files or directories) into a new generation.
+
+        Files that fail are reported in the result with their reason; the others are indexed.
+        Unchanged documents are skipped; changed ones replace their own chunks.
+        """
+        found = discover(paths, self.config.loader)
+        failures = list(found.failures)
+        documents: list[Document] = []
+        files_ok = 0
+        if progress:
+            progress.start("loading", len(found.files))
+        for path in found.files:
+            loaded = load_file(path, self.config.loader)
+            documents.extend(loaded.documents)
+            failures.extend(loaded.failures)
+            files_ok += bool(loaded.documents)
+            if progress:
+                progress.advance()
+        chunker = make_chunker(self.config.chunker)
+        with writer_lock(self.index_dir):
+            stats = write_generation(
+                self.index_dir,
+                self.config,
+                documents,
+                chunker.chunk,
+                self.embedder,
+                self.analyzer,
+                progress,
+            )
+        return IngestReport(files_ok=files_ok, failures=failures, skipped=list(found.skipped), index=stats)
+
+    # --- query ---
+
+    def snapshot(self) -> IndexSnapshot:
+        """The current generation, reopened when a writer has published a newer one."""
+        with self._snapshot_lock:
+            current = read_current(self.index_dir)
+            if current is None:
+                raise IndexStoreError(
+                    f"no ragkit index at {self.index_dir}: run `ragkit ingest PATH --index {self.index_dir}` first"
+                )
+            if self._snapshot is None or self._snapshot.manifest.generation != current.generation:
+                snapshot = IndexSnapshot.open(self.index_dir)
+                if snapshot.pipeline.index_signature() != self.config.index_signature():
+                    snapshot.close()
+                    raise IndexStoreError(
+                        f"index {self.index_dir} was built with different chunker/dense/sparse settings "
+                        "than this pipeline; query it with its own pipeline (RAG.open) or re-ingest"
+                    )
+                self._snapshot = snapshot
+            return self._snapshot
+
+    def retriever(self) -> HybridRetriever:
+        return HybridRetriever(
+            self.snapshot(), self.embedder, self.analyzer, self.config.retrieval, self.reranker
+        )
+
+    def retrieve(self, question: str, top_k: int | None = None, trace: Trace | None = None) -> list[Hit]:
+        return self.retriever().retrieve(question, trace or Trace(), top_k)
+
+    def query(self, question: str, top_k: int | None = None) -> Answer:
+        """Retrieve, rerank and answer `question` with citations; the trace says what happened."""
+        if not question.strip():
+            raise ValueError("question is empty")
+        trace = Trace()
+        if not self.embedder.loaded:  # first query: keep model loading out of the "dense" time
+            with trace.stage("load_models"):
+                self.embedder.load()
+        hits = self.retrieve(question, top_k, trace)
+        with trace.stage("generate"):
+            generated = self.generator.generate(question, hits, trace)
+        return Answer(text=generated.text, citations=generated.citations, hits=hits, trace=trace)
+
+    def close(self) -> None:
+        if self._snapshot is not None:
+            self._snapshot.close()
+            self._snapshot = None
+
+    def __enter__(self) -> RAG:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

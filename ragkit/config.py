@@ -1,0 +1,298 @@
+"""Pipeline configuration: one pydantic model per stage, mirrored 1:1 by `pipelines/*.yaml`.
+
+Each stage with alternative implementations is a discriminated union on `name`, so an
+unknown component (`generator: {name: gpt}`) or a misspelled field is a validation error
+that names the exact field path. Sections appear in the order data flows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    ValidationError,
+    field_validator,
+)
+
+BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
+
+
+def _named(default: str) -> Any:
+    """A discriminator on `name` that falls back to `default` when a YAML section omits it."""
+
+    def component_name(value: Any) -> str:
+        if isinstance(value, dict):
+            return str(value.get("name", default))
+        return str(getattr(value, "name", default))
+
+    return Discriminator(component_name)
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo in YAML must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+class TabularConfig(Strict):
+    """How rows of .jsonl/.csv files become documents."""
+
+    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
+    id_field: str | None = "id"
+    metadata_fields: list[str] | None = None  # None: every other field
+    title_field: str | None = "title"
+
+
+class LoaderConfig(Strict):
+    include: list[str] = Field(default_factory=lambda: ["**/*"])
+    exclude: list[str] = Field(default_factory=lambda: ["**/.*", "**/.*/**"])
+    follow_symlinks: bool = False
+    jsonl: TabularConfig = Field(default_factory=TabularConfig)
+    csv: TabularConfig = Field(default_factory=TabularConfig)
+    max_file_mb: float = Field(200.0, gt=0)
+
+
+# --- chunking ------------------------------------------------------------------------------
+
+
+class _ChunkerBase(Strict):
+    chunk_size: int = Field(200, gt=0, description="token budget per chunk")
+    chunk_overlap: int = Field(30, ge=0, description="tokens shared by consecutive chunks")
+    tokenizer: str = Field(
+        "regex", description="'regex' (words and punctuation) or a HF tokenizer id/local path"
+    )
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, overlap: int, info: Any) -> int:
+        size = info.data.get("chunk_size")
+        if size is not None and overlap >= size:
+            raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_size ({size})")
+        return overlap
+
+
+class RecursiveChunkerConfig(_ChunkerBase):
+    name: Literal["recursive"] = "recursive"
+
+
+class MarkdownChunkerConfig(_ChunkerBase):
+    """Splits at markdown headings first; non-markdown documents fall back to recursive."""
+
+    name: Literal["markdown"] = "markdown"
+    max_heading_level: int = Field(6, ge=1, le=6)
+
+
+ChunkerConfig = Annotated[
+    Annotated[RecursiveChunkerConfig, Tag("recursive")]
+    | Annotated[MarkdownChunkerConfig, Tag("markdown")],
+    _named("recursive"),
+]
+
+
+# --- indexing ------------------------------------------------------------------------------
+
+
+class SentenceTransformersEmbedderConfig(Strict):
+    name: Literal["sentence-transformers"] = "sentence-transformers"
+    model: str = Field(BUNDLED_MINILM, description=f"'{BUNDLED_MINILM}', a HF id or a local path")
+    batch_size: int = Field(64, gt=0)
+    normalize: bool = True
+    device: str = "cpu"
+    allow_download: bool = Field(
+        False, description="let sentence-transformers fetch a model from the hub (off: offline-first)"
+    )
+
+
+EmbedderConfig = Annotated[
+    Annotated[SentenceTransformersEmbedderConfig, Tag("sentence-transformers")],
+    _named("sentence-transformers"),
+]
+
+
+class FaissConfig(Strict):
+    name: Literal["faiss"] = "faiss"
+    index: Literal["flat"] = "flat"
+
+
+DenseBackendConfig = Annotated[Annotated[FaissConfig, Tag("faiss")], _named("faiss")]
+
+
+class DenseConfig(Strict):
+    embedder: EmbedderConfig = Field(default_factory=SentenceTransformersEmbedderConfig)
+    backend: DenseBackendConfig = Field(default_factory=FaissConfig)
+
+
+class BM25TokenizerConfig(Strict):
+    lowercase: bool = True
+    stopwords: Literal["english", "none"] = "english"
+    stemmer: Literal["none"] = "none"
+
+
+class BM25Config(Strict):
+    """BM25Okapi; defaults equal rank-bm25's (k1=1.5, b=0.75, epsilon=0.25)."""
+
+    name: Literal["bm25"] = "bm25"
+    k1: float = Field(1.5, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+    epsilon: float = Field(0.25, ge=0)
+    tokenizer: BM25TokenizerConfig = Field(default_factory=BM25TokenizerConfig)
+
+
+SparseConfig = Annotated[Annotated[BM25Config, Tag("bm25")], _named("bm25")]
+
+
+# --- retrieval -----------------------------------------------------------------------------
+
+
+class RRFConfig(Strict):
+    name: Literal["rrf"] = "rrf"
+    k: float = Field(60.0, gt=0)
+    weights: dict[Literal["dense", "sparse"], float] = Field(
+        default_factory=lambda: {"dense": 1.0, "sparse": 1.0}
+    )
+
+
+class ConvexConfig(Strict):
+    """score = sum(weight_r * minmax(score_r)); a retriever that missed a chunk contributes 0."""
+
+    name: Literal["convex"] = "convex"
+    weights: dict[Literal["dense", "sparse"], float] = Field(
+        default_factory=lambda: {"dense": 0.5, "sparse": 0.5}
+    )
+    normalization: Literal["minmax"] = "minmax"
+
+
+FusionConfig = Annotated[
+    Annotated[RRFConfig, Tag("rrf")] | Annotated[ConvexConfig, Tag("convex")], _named("rrf")
+]
+
+
+class CrossEncoderRerankConfig(Strict):
+    name: Literal["cross-encoder"] = "cross-encoder"
+    model: str = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+    top_n: int = Field(30, gt=0, description="how many fused candidates are rescored")
+    batch_size: int = Field(16, gt=0)
+    max_length: int = Field(512, gt=0)
+    device: str = "cpu"
+    allow_download: bool = False
+
+
+class NoRerankConfig(Strict):
+    name: Literal["none"] = "none"
+
+
+RerankConfig = Annotated[
+    Annotated[CrossEncoderRerankConfig, Tag("cross-encoder")] | Annotated[NoRerankConfig, Tag("none")],
+    _named("cross-encoder"),
+]
+
+
+class RetrievalConfig(Strict):
+    dense_k: int = Field(50, gt=0, description="candidates taken from the dense index")
+    sparse_k: int = Field(50, gt=0, description="candidates taken from the sparse index")
+    fusion: FusionConfig = Field(default_factory=RRFConfig)
+    rerank: RerankConfig = Field(default_factory=CrossEncoderRerankConfig)
+    top_k: int = Field(5, gt=0, description="hits handed to the generator")
+
+
+# --- generation ----------------------------------------------------------------------------
+
+
+class ExtractiveGeneratorConfig(Strict):
+    name: Literal["extractive"] = "extractive"
+    max_sentences: int = Field(3, gt=0)
+    min_support: float = Field(
+        0.35, ge=0, le=1, description="below this best-sentence support the answer is 'I don't know'"
+    )
+
+
+class OpenAIGeneratorConfig(Strict):
+    name: Literal["openai"] = "openai"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, then the SDK's")
+    api_key: SecretStr | None = Field(None, description="default: $OPENAI_API_KEY (never saved)")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    max_context_chars: int = Field(2000, gt=0, description="per context block")
+
+
+GeneratorConfig = Annotated[
+    Annotated[ExtractiveGeneratorConfig, Tag("extractive")]
+    | Annotated[OpenAIGeneratorConfig, Tag("openai")],
+    _named("extractive"),
+]
+
+
+# --- the pipeline --------------------------------------------------------------------------
+
+
+class PipelineConfig(Strict):
+    name: str = "default"
+    loader: LoaderConfig = Field(default_factory=LoaderConfig)
+    chunker: ChunkerConfig = Field(default_factory=RecursiveChunkerConfig)
+    dense: DenseConfig = Field(default_factory=DenseConfig)
+    sparse: SparseConfig = Field(default_factory=BM25Config)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    generator: GeneratorConfig = Field(default_factory=ExtractiveGeneratorConfig)
+
+    def index_signature(self) -> dict[str, Any]:
+        """The parts that shape what is stored in an index: changing them needs a rebuild."""
+        return self.model_dump(mode="json", include={"chunker", "dense", "sparse"})
+
+    def to_yaml(self) -> str:
+        """YAML for saving next to an index. Secrets are never written."""
+        data = _name_first(self.model_dump(mode="json"))
+        generator = data.get("generator", {})
+        if "api_key" in generator:
+            generator["api_key"] = None
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def _name_first(value: Any) -> Any:
+    """Put each component's `name` key first so saved YAML reads like the shipped pipelines."""
+    if isinstance(value, dict):
+        ordered = {"name": value["name"]} if "name" in value else {}
+        ordered.update({k: _name_first(v) for k, v in value.items() if k != "name"})
+        return ordered
+    return value
+
+
+class PipelineError(ValueError):
+    """A pipeline file that cannot be used; the message names the file and field."""
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"pipeline file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{path}: invalid YAML: {exc}") from None
+    return parse_pipeline(raw if raw is not None else {}, origin=str(path))
+
+
+def parse_pipeline(raw: Any, origin: str = "<pipeline>") -> PipelineConfig:
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{origin}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"  - {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise PipelineError(f"{origin}: invalid pipeline:\n{problems}") from exc

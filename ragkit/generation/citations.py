@@ -1,0 +1,123 @@
+"""Turn `[n]` markers in generated text into checked `Citation`s.
+
+Context block `n` (1-based) is `hits[n-1]`. Accepted marker forms: `[2]`, `[1, 3]`, `[1][2]`,
+`[1-3]` (also with an en/em dash, as models often write). Only digits, commas, dashes and spaces
+may appear between the brackets, so `[a]`, `[1a]`, `[^1]` are untouched; a bracket directly
+followed by `(` is a markdown link (`[1](url)`) and is untouched too.
+
+A number that is not a provided block is a hallucinated citation: it is removed from the text and
+flagged on the trace, so a user never sees a citation that points nowhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ragkit.generation import Generated
+from ragkit.schema import Citation, Hit, Trace
+
+_ITEM = r"\d+(?:\s*[-\u2013\u2014]\s*\d+)?"
+_MARKER = re.compile(rf"\[\s*(?P<body>{_ITEM}(?:\s*,\s*{_ITEM})*)\s*\](?!\()")
+_RANGE_SPLIT = re.compile(r"\s*[-\u2013\u2014]\s*")
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One element of a marker: a single number (lo == hi) or an inclusive range."""
+
+    lo: int
+    hi: int
+
+    def render(self) -> str:
+        return str(self.lo) if self.lo == self.hi else f"{self.lo}-{self.hi}"
+
+
+def _parse_item(raw: str) -> _Item:
+    parts = _RANGE_SPLIT.split(raw.strip())
+    lo = int(parts[0])
+    hi = int(parts[-1])
+    # A reversed range ("[3-1]") still names the same blocks; normalise instead of dropping it.
+    return _Item(min(lo, hi), max(lo, hi))
+
+
+def _split(item: _Item, count: int) -> tuple[_Item | None, list[_Item]]:
+    """The part of `item` inside 1..count, and the parts outside it (ranges are never expanded,
+    so a marker like `[1-999999999]` costs nothing)."""
+    inside = None
+    lo, hi = max(item.lo, 1), min(item.hi, count)
+    if lo <= hi:
+        inside = _Item(lo, hi)
+    outside = []
+    if item.lo < 1:
+        outside.append(_Item(item.lo, min(item.hi, 0)))
+    if item.hi > count:
+        outside.append(_Item(max(item.lo, count + 1), item.hi))
+    return inside, outside
+
+
+def resolve_citations(text: str, hits: list[Hit], trace: Trace) -> Generated:
+    """Resolve `[n]` markers against `hits`; drop (and warn about) numbers with no context block.
+
+    Citations come one per distinct block, in order of first appearance. A marker whose numbers
+    are all valid is left exactly as written; a partly valid one is rewritten with only its valid
+    numbers (`[1, 7]` -> `[1]`); a wholly invalid one is removed with the space before it.
+    """
+    count = len(hits)
+    citations: dict[int, Citation] = {}
+    warned: set[str] = set()
+    out: list[str] = []
+    pos = 0
+    removed_any = False
+    # Set after removing a marker at the start of a line, so "[7] The sky" becomes "The sky".
+    eat_space = False
+
+    def emit(piece: str) -> None:
+        nonlocal eat_space
+        if eat_space:
+            piece = piece.lstrip(" \t")
+            eat_space = not piece
+        out.append(piece)
+
+    for match in _MARKER.finditer(text):
+        items = [_parse_item(raw) for raw in match.group("body").split(",")]
+        kept: list[_Item] = []
+        for item in items:
+            inside, outside = _split(item, count)
+            if inside is not None:
+                kept.append(inside)
+                for n in range(inside.lo, inside.hi + 1):
+                    if n not in citations:
+                        chunk = hits[n - 1].chunk
+                        citations[n] = Citation(
+                            n=n, chunk_id=chunk.id, source=chunk.source, start=chunk.start, end=chunk.end
+                        )
+            for bad in outside:
+                label = bad.render()
+                if label not in warned:
+                    warned.add(label)
+                    what = f"block {label}" if bad.lo == bad.hi else f"blocks {label}"
+                    provided = f"only 1..{count} were provided" if count else "none were provided"
+                    trace.warn(f"dropped citation [{label}]: no context {what} ({provided})")
+
+        if kept == items:
+            emit(text[pos : match.end()])
+        elif kept:
+            emit(text[pos : match.start()] + "[" + ", ".join(k.render() for k in kept) + "]")
+        else:
+            removed_any = True
+            # Take the spaces before the marker with it, so "blue [7]." becomes "blue.".
+            start = match.start()
+            while start > pos and text[start - 1] in " \t":
+                start -= 1
+            emit(text[pos:start])
+            if start == 0 or text[start - 1] == "\n":
+                eat_space = True
+        pos = match.end()
+
+    emit(text[pos:])
+    result = "".join(out)
+    if removed_any and text == text.rstrip():
+        # A marker removed at the very end can leave a dangling blank line behind.
+        result = result.rstrip()
+    return Generated(text=result, citations=list(citations.values()))

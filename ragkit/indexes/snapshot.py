@@ -1,0 +1,66 @@
+"""Opening one published index generation for reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ragkit.config import PipelineConfig, load_pipeline
+from ragkit.indexes.bm25 import BM25Index
+from ragkit.indexes.faiss_dense import FaissDenseIndex
+from ragkit.indexes.layout import (
+    PIPELINE_FILE,
+    SPARSE_DIR,
+    IndexStoreError,
+    Manifest,
+    require_current,
+)
+from ragkit.indexes.store import STORE_FILE, ChunkStore
+
+
+@dataclass
+class IndexSnapshot:
+    """A consistent view of one generation: store, dense and sparse indexes share row numbers."""
+
+    index_dir: Path
+    manifest: Manifest
+    pipeline: PipelineConfig
+    store: ChunkStore
+    dense: FaissDenseIndex
+    sparse: BM25Index
+
+    @property
+    def path(self) -> Path:
+        return self.index_dir / self.manifest.directory
+
+    @classmethod
+    def open(cls, index_dir: str | Path) -> IndexSnapshot:
+        index_dir = Path(index_dir)
+        manifest = require_current(index_dir)
+        path = index_dir / manifest.directory
+        try:
+            pipeline = load_pipeline(path / PIPELINE_FILE)
+            store = ChunkStore.open(path / STORE_FILE)
+            dense = FaissDenseIndex.load(path)
+            sparse = BM25Index.load(path / SPARSE_DIR)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise IndexStoreError(
+                f"index generation {path} is damaged or incomplete ({exc}); re-run the ingest"
+            ) from exc
+        snapshot = cls(index_dir, manifest, pipeline, store, dense, sparse)
+        snapshot.check_consistency()
+        return snapshot
+
+    def check_consistency(self) -> None:
+        """Dense, sparse and store must hold the same rows; anything else is a corrupt index."""
+        counts = {
+            "manifest": self.manifest.chunks,
+            "store": self.store.count_chunks(),
+            "dense": len(self.dense),
+            "sparse": len(self.sparse),
+        }
+        if len(set(counts.values())) != 1:
+            raise IndexStoreError(f"index {self.path} is inconsistent: chunk counts {counts}")
+
+    def close(self) -> None:
+        self.store.close()

@@ -1,0 +1,63 @@
+"""The BM25 analyzer: text -> terms, configured by `BM25TokenizerConfig`.
+
+Tokens are maximal runs of unicode word characters (`\\w+`: letters, digits, underscore, in
+any script), so "don't" -> ["don", "t"] and "naïve café" -> ["naïve", "café"]. All the work
+is done by C-level regex/str calls; Python only loops over tokens, never characters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ragkit.config import BM25TokenizerConfig
+
+TOKEN_RE = re.compile(r"\w+")
+
+# NLTK's English stopword list (the apostrophe-free entries; the split-off pieces of
+# contractions such as "don", "t", "ll", "ve" are included because `\w+` produces them).
+ENGLISH_STOPWORDS: frozenset[str] = frozenset(
+    """
+    i me my myself we our ours ourselves you your yours yourself yourselves he him his
+    himself she her hers herself it its itself they them their theirs themselves what which
+    who whom this that these those am is are was were be been being have has had having do
+    does did doing a an the and but if or because as until while of at by for with about
+    against between into through during before after above below to from up down in out on
+    off over under again further then once here there when where why how all any both each
+    few more most other some such no nor not only own same so than too very s t can will
+    just don should now d ll m o re ve y ain aren couldn didn doesn hadn hasn haven isn ma
+    mightn mustn needn shan shouldn wasn weren won wouldn
+    """.split()
+)
+
+Analyzer = Callable[[str], list[str]]
+
+
+def make_analyzer(config: BM25TokenizerConfig | None = None) -> Analyzer:
+    """Return `analyze(text) -> list[str]` for `config` (default: lowercase, English stopwords).
+
+    Stopwords are matched case-insensitively even with `lowercase=False`, so a
+    sentence-initial "The" is dropped like "the" is.
+    """
+    config = config or BM25TokenizerConfig()
+    if config.stemmer != "none":  # the config type admits only "none" today; guard for later
+        raise ValueError(f"unsupported stemmer: {config.stemmer!r}")
+    findall = TOKEN_RE.findall
+    stop = ENGLISH_STOPWORDS if config.stopwords == "english" else None
+
+    if config.lowercase:
+        # Lowercase the tokens, not the text: str.lower() can emit combining marks
+        # ("İ" -> "i̇") that `\w` does not match, which would split a word in two.
+        def analyze(text: str) -> list[str]:
+            tokens = map(str.lower, findall(text))
+            return [t for t in tokens if t not in stop] if stop else list(tokens)
+
+    elif stop:
+
+        def analyze(text: str) -> list[str]:
+            return [t for t in findall(text) if t.lower() not in stop]
+
+    else:
+        analyze = findall  # type: ignore[assignment]  # re's findall returns list[str] here
+
+    return analyze

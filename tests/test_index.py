@@ -1,0 +1,148 @@
+"""Index generations: incremental writes, no duplicates, embedding cache, lock, failed writes.
+
+Real components throughout: the bundled MiniLM embedder, faiss, the BM25 index and SQLite.
+"""
+
+import numpy as np
+import pytest
+
+from ragkit.config import PipelineConfig, parse_pipeline
+from ragkit.indexes.embedder import SentenceTransformerEmbedder
+from ragkit.indexes.layout import IndexLocked, IndexStoreError, read_current, writer_lock
+from ragkit.indexes.snapshot import IndexSnapshot
+from ragkit.indexes.tokenize import make_analyzer
+from ragkit.indexes.writer import write_generation
+from ragkit.schema import Chunk, Document
+
+CONFIG = PipelineConfig()
+
+
+def paragraphs(document: Document) -> list[Chunk]:
+    """A simple, exact chunker for these tests: one chunk per paragraph."""
+    chunks, start = [], 0
+    for part in document.text.split("\n\n"):
+        if part.strip():
+            chunks.append(Chunk.from_span(document, start, start + len(part)))
+        start += len(part) + 2
+    return chunks
+
+
+class CountingEmbedder(SentenceTransformerEmbedder):
+    def __init__(self):
+        super().__init__(CONFIG.dense.embedder)
+        self.encoded: list[str] = []
+
+    def embed(self, texts, on_batch=None):
+        self.encoded.extend(texts)
+        return super().embed(texts, on_batch)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return CountingEmbedder()
+
+
+@pytest.fixture
+def write(tmp_path, embedder):
+    analyzer = make_analyzer(CONFIG.sparse.tokenizer)
+
+    def run(documents, config=CONFIG):
+        embedder.encoded.clear()
+        with writer_lock(tmp_path):
+            return write_generation(tmp_path, config, documents, paragraphs, embedder, analyzer)
+
+    return run
+
+
+DOCS = [
+    Document(id="a.md", source="a.md", text="Saturn has rings of ice.\n\nTitan is its largest moon."),
+    Document(id="b.md", source="b.md", text="Mars has Olympus Mons.\n\nPhobos and Deimos orbit Mars."),
+]
+
+
+def chunk_texts(snapshot):
+    return sorted(c.text for c in snapshot.store.chunks_by_rows(list(range(snapshot.store.count_chunks()))))
+
+
+def test_build_then_reopen_without_embedding(write, tmp_path, embedder):
+    stats = write(DOCS)
+    assert stats.published and stats.generation == 1
+    assert (stats.documents_added, stats.chunks_added, stats.texts_embedded) == (2, 4, 4)
+    snapshot = IndexSnapshot.open(tmp_path)
+    assert len(snapshot.dense) == len(snapshot.sparse) == snapshot.store.count_chunks() == 4
+    rows, scores = snapshot.sparse.search(make_analyzer(CONFIG.sparse.tokenizer)("Olympus Mons"), 2)
+    assert snapshot.store.chunks_by_rows(rows.tolist())[0].text == "Mars has Olympus Mons."
+    rows, _ = snapshot.dense.search(embedder.embed_query("the biggest moon of Saturn"), 1)
+    assert snapshot.store.chunks_by_rows(rows.tolist())[0].text == "Titan is its largest moon."
+
+
+def test_reingesting_unchanged_documents_does_nothing(write, tmp_path):
+    write(DOCS)
+    stats = write(DOCS)
+    assert not stats.published and stats.documents_unchanged == 2 and stats.texts_embedded == 0
+    assert read_current(tmp_path).generation == 1
+    assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-000001"]
+
+
+def test_changed_document_replaces_exactly_its_own_chunks(write, tmp_path, embedder):
+    write(DOCS)
+    before = IndexSnapshot.open(tmp_path)
+    old_vectors = {c.text: np.load(before.path / "embeddings.npy")[row]
+                   for row, c in enumerate(before.store.chunks_by_rows(list(range(4))))}
+    changed = Document(id="a.md", source="a.md", text="Saturn has rings of ice.\n\nEnceladus has geysers.")
+    stats = write([changed, DOCS[1]])
+    assert (stats.documents_updated, stats.documents_unchanged, stats.documents_added) == (1, 1, 0)
+    assert (stats.chunks_removed, stats.chunks_added) == (2, 2)
+    # only the new paragraph was encoded; the unchanged one came from the embedding cache
+    assert embedder.encoded == ["Enceladus has geysers."]
+    assert stats.embedding_cache_hits == 1
+    after = IndexSnapshot.open(tmp_path)
+    assert after.manifest.generation == 2
+    texts = chunk_texts(after)
+    assert texts == sorted(["Saturn has rings of ice.", "Enceladus has geysers.",
+                            "Mars has Olympus Mons.", "Phobos and Deimos orbit Mars."])
+    assert len(set(texts)) == len(texts)  # nothing duplicated
+    vectors = np.load(after.path / "embeddings.npy")
+    for row, chunk in enumerate(after.store.chunks_by_rows(list(range(4)))):
+        if chunk.text in old_vectors:  # kept rows moved, their vectors moved with them
+            np.testing.assert_array_equal(vectors[row], old_vectors[chunk.text])
+        np.testing.assert_allclose(vectors[row], after.dense.index.reconstruct(row), atol=1e-6)
+    # the previous generation is kept for readers that opened it just before the swap
+    assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-000001", "gen-000002"]
+
+
+def test_failed_write_leaves_the_published_generation_intact(write, tmp_path, embedder, monkeypatch):
+    write(DOCS)
+
+    def broken(texts, on_batch=None):
+        raise RuntimeError("encoder crashed")
+
+    monkeypatch.setattr(embedder, "embed", broken)
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        write([Document(id="c.md", source="c.md", text="Jupiter has a Great Red Spot.")])
+    assert read_current(tmp_path).generation == 1
+    assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-000001"]
+    assert chunk_texts(IndexSnapshot.open(tmp_path))[0] == "Mars has Olympus Mons."
+
+
+def test_second_writer_is_refused_with_the_holders_pid(tmp_path):
+    import os
+
+    with writer_lock(tmp_path):
+        with pytest.raises(IndexLocked, match=f"locked by PID {os.getpid()}"):
+            with writer_lock(tmp_path):
+                pass
+    with writer_lock(tmp_path):  # released on exit
+        pass
+
+
+def test_incompatible_pipeline_is_refused(write):
+    write(DOCS)
+    other = parse_pipeline({"chunker": {"chunk_size": 50, "chunk_overlap": 5}})
+    with pytest.raises(IndexStoreError, match="different chunker settings"):
+        write(DOCS, config=other)
+
+
+def test_missing_index_says_how_to_create_it(tmp_path):
+    with pytest.raises(IndexStoreError, match="run `ragkit ingest"):
+        IndexSnapshot.open(tmp_path / "nothing")
