@@ -146,3 +146,18 @@ def test_incompatible_pipeline_is_refused(write):
 def test_missing_index_says_how_to_create_it(tmp_path):
     with pytest.raises(IndexStoreError, match="run `ragkit ingest"):
         IndexSnapshot.open(tmp_path / "nothing")
+
+
+def test_deleting_documents_removes_exactly_their_chunks(write, tmp_path, embedder):
+    write(DOCS)
+    analyzer = make_analyzer(CONFIG.sparse.tokenizer)
+    with writer_lock(tmp_path):
+        stats = write_generation(tmp_path, CONFIG, [], paragraphs, embedder, analyzer, delete_ids=["a.md", "nope.md"])
+    assert (stats.documents_deleted, stats.chunks_removed, stats.chunks_total) == (1, 2, 2)
+    snapshot = IndexSnapshot.open(tmp_path)
+    assert chunk_texts(snapshot) == ["Mars has Olympus Mons.", "Phobos and Deimos orbit Mars."]
+    assert snapshot.sparse.search(analyzer("Titan"), 5)[0].size == 0
+    with writer_lock(tmp_path):  # deleting everything leaves a valid, empty index
+        write_generation(tmp_path, CONFIG, [], paragraphs, embedder, analyzer, delete_ids=["b.md"])
+    empty = IndexSnapshot.open(tmp_path)
+    assert (len(empty.dense), len(empty.sparse), empty.store.count_documents()) == (0, 0, 0)

@@ -79,7 +79,10 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
-        dim = self._model.get_sentence_embedding_dimension()
+        model = self._model
+        # sentence-transformers >= 5.x renamed the method; support both.
+        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = get_dim()
         if dim is None:  # some models only know their size after one forward pass
             dim = int(self.embed(["dimension probe"]).shape[1])
         return int(dim)

@@ -55,6 +55,7 @@ class WriteStats(BaseModel):
     documents_added: int = 0
     documents_updated: int = 0
     documents_unchanged: int = 0
+    documents_deleted: int = 0
     chunks_added: int = 0
     chunks_removed: int = 0
     texts_embedded: int = 0
@@ -84,8 +85,12 @@ def write_generation(
     embedder: Embedder,
     analyzer: Callable[[str], list[str]],
     progress: Progress | None = None,
+    delete_ids: Iterable[str] = (),
 ) -> WriteStats:
-    """Build and publish the next generation. The caller holds the writer lock."""
+    """Build and publish the next generation: upsert `documents`, remove `delete_ids`.
+
+    The caller holds the writer lock. Nothing is published when nothing changes.
+    """
     progress = progress or _Silent()
     current = read_current(index_dir)
     if current is not None:
@@ -112,10 +117,12 @@ def write_generation(
             old_vectors = np.load(old_dir / EMBEDDINGS_FILE, mmap_mode="r")
 
         changed = [d for d in incoming.values() if old_hashes.get(d.id) != document_hash(d)]
+        deleted = sorted({i for i in delete_ids if i in old_hashes and i not in incoming})
         stats.documents_unchanged = len(incoming) - len(changed)
         stats.documents_updated = sum(d.id in old_hashes for d in changed)
         stats.documents_added = len(changed) - stats.documents_updated
-        if not changed:
+        stats.documents_deleted = len(deleted)
+        if not changed and not deleted:
             store.close()
             shutil.rmtree(new_dir)
             totals = current.documents if current else 0, current.chunks if current else 0
@@ -125,7 +132,7 @@ def write_generation(
 
         # Embedding cache: every chunk text of the previous generation, before replacing any.
         cached_rows: dict[str, int] = dict(store.db.execute("SELECT text_hash, row FROM chunks"))
-        replaced = [(d.id,) for d in changed if d.id in old_hashes]
+        replaced = [(d.id,) for d in changed if d.id in old_hashes] + [(i,) for i in deleted]
         stats.chunks_removed = sum(
             store.db.execute("SELECT count(*) FROM chunks WHERE doc_id = ?", r).fetchone()[0]
             for r in replaced
