@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -21,6 +21,15 @@ from ragkit.config import PipelineConfig, load_pipeline
 from ragkit.generation import Generator, make_generator
 from ragkit.indexes.embedder import Embedder, make_embedder
 from ragkit.indexes.layout import PIPELINE_FILE, IndexStoreError, read_current, require_current, writer_lock
+from ragkit.indexes.maintenance import (
+    DeleteReport,
+    IndexStatus,
+    VerifyReport,
+    delete_documents,
+    ids_to_remove,
+    index_status,
+    verify_index,
+)
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import Progress, WriteStats, write_generation
@@ -39,6 +48,9 @@ class IngestReport(BaseModel):
     failures: list[LoadFailure] = Field(default_factory=list)
     skipped: list[LoadFailure] = Field(default_factory=list)
     index: WriteStats
+    removed: list[str] = Field(
+        default_factory=list, description="ids removed: rows gone from re-loaded files, and pruned documents"
+    )
 
     @property
     def ok(self) -> bool:
@@ -86,11 +98,15 @@ class RAG:
 
     # --- ingest ---
 
-    def ingest(self, paths: Sequence[str | Path], progress: Progress | None = None) -> IngestReport:
+    def ingest(
+        self, paths: Sequence[str | Path], progress: Progress | None = None, prune: bool = False
+    ) -> IngestReport:
         """Load, chunk, embed and index `paths` (files or directories) into a new generation.
 
         Files that fail are reported in the result with their reason; the others are indexed.
-        Unchanged documents are skipped; changed ones replace their own chunks.
+        Unchanged documents are skipped; changed ones replace their own chunks (rows that vanished
+        from a re-loaded JSONL/CSV file are removed). With `prune`, documents whose file under one
+        of `paths` no longer exists are removed too; a file that exists but failed is kept.
         """
         found = discover(paths, self.config.loader)
         failures = list(found.failures)
@@ -115,8 +131,43 @@ class RAG:
                 self.embedder,
                 self.analyzer,
                 progress,
+                delete_ids=(removed := ids_to_remove(self.index_dir, documents, failures, paths, prune)),
             )
-        return IngestReport(files_ok=files_ok, failures=failures, skipped=list(found.skipped), index=stats)
+        return IngestReport(
+            files_ok=files_ok, failures=failures, skipped=list(found.skipped), index=stats, removed=removed
+        )
+
+    def ingest_documents(
+        self, documents: Iterable[Document], progress: Progress | None = None
+    ) -> WriteStats:
+        """Index already-loaded documents (e.g. rows of an eval corpus) by their ids.
+
+        Same incremental rules as `ingest`: unchanged documents cost nothing.
+        """
+        chunker = make_chunker(self.config.chunker)
+        with writer_lock(self.index_dir):
+            return write_generation(
+                self.index_dir, self.config, documents, chunker.chunk, self.embedder, self.analyzer, progress
+            )
+
+    # --- maintenance ---
+
+    def delete(self, sources: Sequence[str | Path]) -> DeleteReport:
+        """Remove documents by source path, document id (`rows.jsonl#7`) or directory.
+
+        Publishes a new generation (no model is loaded: deleting never embeds); targets that name
+        no document are listed in `DeleteReport.unmatched`.
+        """
+        return delete_documents(self.index_dir, sources)
+
+    def status(self) -> IndexStatus:
+        """Counts, generation and on-disk size of the published index."""
+        return index_status(self.index_dir)
+
+    def verify(self, sample: int = 16) -> VerifyReport:
+        """Check that store, dense and sparse index agree chunk for chunk (see `verify_index`);
+        `sample` chunks are re-embedded with this pipeline's model (0: skip that check)."""
+        return verify_index(self.index_dir, self.embedder if sample else None, self.analyzer, sample)
 
     # --- query ---
 

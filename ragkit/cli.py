@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 1 partial failure (some files could not be loaded; the rest were indexed);
 2 nothing was done (bad pipeline or arguments, missing or locked index, model unavailable).
+`delete` exits 1 when some SOURCE matched no document, 2 when none did; `status --verify` exits 1
+when the index fails verification. A locked index names the writer's PID; the lock is an flock
+that dies with its process, so a killed ingest never leaves a lock that blocks the next one.
 Human output goes to stdout, progress and warnings to stderr; `--json` prints only JSON on stdout.
 """
 
@@ -37,7 +40,7 @@ PipelineOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
-USER_ERRORS = (PipelineError, IndexStoreError, ModelUnavailable, FileNotFoundError, ValueError)
+USER_ERRORS = (PipelineError, IndexStoreError, ModelUnavailable, FileNotFoundError, ValueError)  # DatasetError is a ValueError
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -75,6 +78,9 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or directories to ingest.")],
     index: IndexOption = Path(DEFAULT_INDEX_DIR),
     pipeline: PipelineOption = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Also remove documents whose file under PATHS no longer exists.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Load, chunk, embed and index PATHS. Unchanged files are skipped; failures are reported."""
@@ -89,7 +95,7 @@ def ingest(
             transient=True,
             disable=as_json,
         ) as bar:
-            report = rag.ingest(paths, progress=RichProgress(bar))
+            report = rag.ingest(paths, progress=RichProgress(bar), prune=prune)
     except USER_ERRORS as exc:
         fail(str(exc))
     if as_json:
@@ -105,6 +111,7 @@ def _ingest_json(report: IngestReport, index: Path) -> dict:
         "files_ok": report.files_ok,
         "files_failed": [f.model_dump() for f in report.failures],
         "files_skipped": [f.model_dump() for f in report.skipped],
+        "documents_removed": report.removed,
         **report.index.model_dump(),
     }
 
@@ -120,8 +127,11 @@ def _print_ingest_summary(report: IngestReport, index: Path) -> None:
         out.print(f"  files skipped: {len(report.skipped)} (unsupported type)")
     out.print(
         f"  documents:     {stats.documents_added} added, {stats.documents_updated} updated, "
-        f"{stats.documents_unchanged} unchanged ({stats.documents_total} in index)"
+        f"{stats.documents_unchanged} unchanged, {stats.documents_deleted} removed "
+        f"({stats.documents_total} in index)"
     )
+    for doc_id in report.removed:
+        out.print(f"    - removed {doc_id}", markup=False, highlight=False, soft_wrap=True)
     out.print(
         f"  chunks:        {stats.chunks_added} added, {stats.chunks_removed} removed "
         f"({stats.chunks_total} in index); {stats.texts_embedded} embedded, "
@@ -155,6 +165,154 @@ def query(
             where = f", page {page}" if page else ""
             out.print(f"  [{c.n}] {c.source}{where} (chars {c.start}-{c.end})", markup=False, highlight=False)
     for warning in answer.trace.warnings:
+        err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def delete(
+    sources: Annotated[list[str], typer.Argument(help="Source paths, document ids or directories to remove.")],
+    index: IndexOption = Path(DEFAULT_INDEX_DIR),
+    as_json: JsonOption = False,
+) -> None:
+    """Remove documents from the index (by source, document id or directory) in a new generation."""
+    from ragkit.indexes.maintenance import delete_documents
+
+    try:
+        report = delete_documents(index, sources)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps({"index": str(index), **report.model_dump()}, indent=2))
+    else:
+        out.print(f"[bold]Delete from {index}[/] (generation {report.generation})", highlight=False)
+        out.print(f"  documents removed: {len(report.deleted)} ({report.chunks_removed} chunks)")
+        for doc_id in report.deleted:
+            out.print(f"    - {doc_id}", markup=False, highlight=False, soft_wrap=True)
+        out.print(f"  in index:          {report.documents_total} documents, {report.chunks_total} chunks")
+    for target in report.unmatched:
+        err.print(f"warning: {target}: no such document in the index", style="yellow", markup=False, highlight=False)
+    raise typer.Exit(0 if not report.unmatched else 1 if report.deleted else 2)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    raise AssertionError("unreachable")
+
+
+@app.command()
+def status(
+    index: IndexOption = Path(DEFAULT_INDEX_DIR),
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Also prove that store, dense and sparse index agree chunk for chunk.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Documents, chunks, generation and on-disk size of the index (and a running writer's PID)."""
+    import time
+
+    try:
+        rag = RAG.open(index)
+        info = rag.status()
+        report = rag.verify() if verify else None
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        payload = info.model_dump()
+        if report is not None:
+            payload["verify"] = report.to_json_dict()
+        print(json.dumps(payload, indent=2))
+    else:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
+        out.print(f"[bold]Index {index}[/]", highlight=False)
+        out.print(f"  generation:  {info.generation} ({info.directory}, published {created})", highlight=False)
+        out.print(f"  documents:   {info.documents} from {info.sources} source files")
+        out.print(f"  chunks:      {info.chunks} (dense, sparse and store)")
+        out.print(f"  model:       {info.embedding_model} ({info.dim} dimensions)", markup=False, highlight=False)
+        out.print(f"  on disk:     {_size(info.size_bytes)} ({_size(info.generation_size_bytes)} published generation)")
+        if info.previous_generations:
+            out.print(f"  previous:    {', '.join(info.previous_generations)} (kept for readers)")
+        if info.unpublished_generations:
+            out.print(
+                f"  unpublished: {', '.join(info.unpublished_generations)} "
+                "(left by an interrupted ingest; removed by the next one)"
+            )
+        out.print(f"  writer:      {'PID ' + str(info.writer_pid) + ' is ingesting' if info.writer_pid else 'none'}")
+        if report is not None:
+            out.print(f"[bold]Verify[/]: {'ok' if report.ok else 'FAILED'}", highlight=False)
+            for check in report.checks:
+                mark = "ok  " if check.ok else "FAIL"
+                out.print(f"  {mark} {check.name}: {check.detail}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if report is not None and not report.ok else 0)
+
+
+eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[Path, typer.Argument(help="BEIR dataset directory (corpus.jsonl, queries.jsonl, qrels/).")],
+    pipeline: PipelineOption = None,
+    index: Annotated[
+        Path | None, typer.Option("--index", help="Index directory (default: a cache per dataset + pipeline).")
+    ] = None,
+    max_queries: Annotated[int | None, typer.Option("--max-queries", min=1, help="Evaluate the first N judged queries.")] = None,
+    run_out: Annotated[Path | None, typer.Option("--run-out", help="Write the run as a TREC run file.")] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="Sparse, dense, fused and fused+rerank side by side.")] = False,
+    split: Annotated[str, typer.Option("--split", help="qrels split (qrels/<split>.tsv).")] = "test",
+    as_json: JsonOption = False,
+) -> None:
+    """Index DATASET's corpus (cached), run its queries and print retrieval metrics."""
+    from ragkit.eval.retrieval import cache_dir_for, evaluate_retrieval
+
+    try:
+        config = load_pipeline(pipeline) if pipeline else PipelineConfig()
+        rag = RAG(config, index or cache_dir_for(dataset, config))
+        with Progress(
+            TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, transient=True, disable=as_json,
+        ) as bar:
+            hooks = RichProgress(bar)
+            tasks: dict[str, int] = {}
+
+            def on_progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done)
+
+            rag_ingest = rag.ingest_documents
+            rag.ingest_documents = lambda docs, progress=None: rag_ingest(docs, hooks)  # type: ignore[method-assign]
+            result = evaluate_retrieval(
+                dataset, rag, max_queries=max_queries, compare=compare, run_out=run_out, split=split,
+                on_progress=on_progress,
+            )
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(result.to_json_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{result.dataset} · pipeline {result.pipeline} · {result.queries} queries")
+    rows = result.variants or {("fused+rerank" if rag.retriever().rerank_depth else "fused"): result.metrics}
+    names = list(next(iter(rows.values())))
+    table.add_column("variant")
+    for name in names:
+        table.add_column(name, justify="right")
+    for variant, values in rows.items():
+        table.add_row(variant, *(f"{values[m]:.4f}" for m in names))
+    out.print(table)
+    t = result.timings
+    out.print(
+        f"ingest {t['ingest_s']:.1f} s ({int(t['texts_embedded'])} texts embedded); "
+        f"queries {t['query_s']:.1f} s, {t['queries_per_s']:.1f} queries/s"
+    )
+    if run_out:
+        out.print(f"run written to {run_out}", highlight=False)
+    for warning in result.warnings:
         err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 

@@ -38,23 +38,31 @@ Method
                 max-over-source-sentences; entity swaps and wrong bindings lower it).
 
    The best-supporting context sentence (max of cosine + lexical overlap) is the `evidence`.
-4. **Combination (monotone).** claim score = sigmoid(b + sum_i w_i * f_i) * num with every
-   w_i >= 0, so more support never lowers a score; `num` is also a multiplicative gate because
-   every number or date of a claim must be in the context (`claim_score`). Answer score = 0.5 * min + 0.5 * mean of its claim
-   scores (`aggregate_claim_scores`): the worst claim pulls the answer down, the mean keeps one
-   noisy claim of a long answer from deciding alone. An empty answer claims nothing: 1.0.
+4. **Combination (monotone).** claim score = sigmoid(b + sum_i w_i * f_i) * num, every w_i >= 0,
+   so more support never lowers a score; `num` is also a multiplicative gate because every
+   number or date of a claim must be in the context (`claim_score`). Answer score =
+   0.5 * min + 0.5 * mean of its claim scores (`aggregate_claim_scores`): the worst claim pulls
+   the answer down, the mean keeps one noisy claim of a long answer from deciding alone. An
+   empty answer claims nothing and scores 1.0.
 5. **Calibration.** `_INTERCEPT`/`_WEIGHTS` come from `fit_weights(l2=3.0)`: a non-negative,
-   L2-regularised logistic regression (intercept unpenalised) on the claim features (claims
-   inherit their answer's label) of 20% of HaluEval-QA dev: the 1,000 items were permuted with
-   numpy `default_rng(0)` and cut into 5 folds, both answers of an item staying in one fold; the
-   coefficients are the fit on fold 0. Protocol check, 5-fold "fit on one fold (20%), test on the
-   other four (80%)": AUROC 0.9705 +- 0.0029. The L2 strength 3 is the middle of the plateau of
-   {0.3, 1, 3, 10, 30} (all 0.970-0.972); it keeps coefficients stable across folds and
-   probabilities less extreme. The fit is on a balanced set, so the claim score reads as a
-   probability of support and `SUPPORTED_THRESHOLD = 0.5` marks a claim as supported.
-   Caveat: the calibration data has short extractive answers; long abstractive answers
-   (summaries, chatty RAG answers) score lower overall, so there use the score to rank, or choose
-   a threshold on your own labelled data.
+   L2-regularised logistic regression (intercept unpenalised) on claim features (a claim
+   inherits its answer's label) of 20% of HaluEval-QA dev (shared/datasets/faithfulness):
+   items = sorted(set(row["id"].split("-")[0])) (string sort), permuted by
+   `np.random.default_rng(0).permutation(len(items))`, cut by `np.array_split(perm, 5)`; both
+   answers of an item stay in one fold; the coefficients are the fit on fold 0 (200 items).
+   Protocol check, 5-fold "fit on one fold (20%), test on the other four (80%)": AUROC
+   0.9705 +- 0.0029. L2 = 3 is the middle of the plateau over {0.3, 1, 3, 10, 30} (all
+   0.970-0.972); it keeps the coefficients stable across folds and probabilities less extreme.
+   The fit is on a balanced set, so a claim score reads as a probability of support and
+   `SUPPORTED_THRESHOLD = 0.5` marks a claim as supported.
+   Caveat: the calibration answers are short extractive spans; long abstractive answers
+   (summaries, paraphrasing RAG answers) score lower overall, so there use the score to rank,
+   or choose a threshold on your own labelled data.
+
+Results (2 CPU cores): HaluEval-QA dev, all 2,000 rows: AUROC 0.970, best-threshold accuracy
+0.972. Answer length alone reaches AUROC 0.975 on this file (hallucinated answers are long
+sentences, correct ones short spans); within length strata the scorer keeps its edge (answers
+of >= 5 words: 0.979 vs 0.770 for length; <= 3 words: 0.858 vs 0.660).
 
 Known limits: a claim that reuses only context words but changes the relation between them
 ("A was founded before B" when B came first) is mostly invisible to these features; bare
@@ -72,6 +80,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -97,16 +106,16 @@ FEATURE_NAMES: tuple[str, ...] = ("sem", "lex", "char", "ent", "num", "nonnovel"
 # Calibrated coefficients (see "Calibration" in the module docstring): `fit_weights(l2=3.0)` on
 # the claim features of fold 0 (200 items = 400 rows = 20%) of HaluEval-QA dev, items permuted
 # with numpy default_rng(0). 5-fold "fit on 20%, test on 80%" CV AUROC: 0.9705 +- 0.0029.
-_INTERCEPT = -8.747
+_INTERCEPT = -8.759
 _WEIGHTS: dict[str, float] = {
-    "sem": 0.428,
-    "lex": 1.496,
-    "char": 1.497,
-    "ent": 0.623,
+    "sem": 0.429,
+    "lex": 1.486,
+    "char": 1.489,
+    "ent": 0.66,
     "num": 1.143,
-    "nonnovel": 0.622,
+    "nonnovel": 0.616,
     "pol": 0.568,
-    "local": 3.734,
+    "local": 3.733,
 }
 
 SUPPORTED_THRESHOLD = 0.5
@@ -312,6 +321,12 @@ def split_claims(answer: str) -> list[str]:
     return claims
 
 
+def _canonical(number: Decimal) -> str:
+    """"1000", "1,000.00" -> "1000"; "1.50" -> "1.5"."""
+    text = format(number.normalize(), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _numbers(text: str, both_forms: bool = True) -> set[str]:
     """Canonical numbers mentioned in `text` (digits, number words, scales).
 
@@ -320,21 +335,12 @@ def _numbers(text: str, both_forms: bool = True) -> set[str]:
     folded = _fold(text)
     found: set[str] = set()
     for m in _NUM_RE.finditer(folded):
-        integer = m.group(1).replace(",", "")
-        frac = m.group(2) or ""
-        if frac and set(frac[1:]) <= {"0"}:
-            frac = ""
-        value = integer.lstrip("0") or "0"
+        number = Decimal(m.group(1).replace(",", "") + (m.group(2) or ""))
         if both_forms or not m.group(3):
-            found.add(value + frac)
+            found.add(_canonical(number))
         if m.group(3):
-            try:
-                scaled = float(integer + frac) * _SCALES[m.group(3).lower()]
-                found.add(str(int(scaled)) if scaled == int(scaled) else repr(scaled))
-            except ValueError:
-                pass
-    # "7th", "1990s", "16-year-old" are covered by the digit regex via (?<![\w.]) on the start
-    # and no constraint on what follows; number words:
+            found.add(_canonical(number * _SCALES[m.group(3).lower()]))
+    # "7th", "1990s" and "16-year-old" are covered by the digit pattern; now number words:
     words = _WORD_RE.findall(folded)
     for i, w in enumerate(words):
         base = w.split("-")[0]
@@ -371,38 +377,38 @@ def _entities(text: str, keep_initial: bool = False) -> list[str]:
         sentence_starts.add(m.end())
     i = 0
     while i < len(tokens):
-        tok = tokens[i].group(0)
-        if tok[:1].isupper() or (tok[:1].isdigit() is False and tok[:1].isalpha() and tok.isupper()):
-            j = i
-            span = [i]
-            k = i + 1
-            while k < len(tokens):
-                t = tokens[k].group(0)
-                between = text[tokens[k - 1].end() : tokens[k].start()]
-                if between.strip() not in ("", "-"):
-                    break
-                if t[:1].isupper():
-                    span.append(k)
-                    j = k
-                    k += 1
-                elif t.lower() in _ENTITY_CONNECTORS and k + 1 < len(tokens) and tokens[k + 1].group(0)[:1].isupper():
-                    k += 1
-                else:
-                    break
-            words = [tokens[x].group(0) for x in range(i, j + 1)]
-            # drop leading articles / stopwords ("The", "In")
-            while words and words[0].lower().strip(".") in _STOPWORDS:
-                words = words[1:]
-            phrase = " ".join(words).strip(" .")
-            inside_quote = any(a <= tokens[i].start() < b for a, b in quoted)
-            if phrase and not inside_quote:
-                at_start = tokens[i].start() in sentence_starts
-                single = len(words) == 1
-                if not (single and at_start and (not keep_initial or _fold(phrase) in _STOPWORDS)):
-                    ents.append(phrase)
-            i = j + 1
-        else:
+        if not tokens[i].group(0)[:1].isupper():
             i += 1
+            continue
+        # extend over capitalised words, bridging "of", "de", "van", ... ("Bank of England")
+        j = k = i
+        while k + 1 < len(tokens):
+            between = text[tokens[k].end() : tokens[k + 1].start()]
+            if between.strip() not in ("", "-"):
+                break
+            nxt = tokens[k + 1].group(0)
+            if nxt[:1].isupper():
+                k += 1
+                j = k
+            elif (
+                nxt.lower() in _ENTITY_CONNECTORS
+                and k + 2 < len(tokens)
+                and tokens[k + 2].group(0)[:1].isupper()
+            ):
+                k += 1
+            else:
+                break
+        first = i
+        while first <= j and tokens[first].group(0).lower().strip(".") in _STOPWORDS:
+            first += 1  # drop leading articles / function words ("The", "In")
+        words = [tokens[x].group(0) for x in range(first, j + 1)]
+        phrase = " ".join(words).strip(" .")
+        inside_quote = any(a <= tokens[i].start() < b for a, b in quoted)
+        if phrase and not inside_quote:
+            ambiguous = len(words) == 1 and tokens[first].start() in sentence_starts
+            if not ambiguous or (keep_initial and _fold(phrase) not in _STOPWORDS):
+                ents.append(phrase)
+        i = j + 1
     seen: set[str] = set()
     uniq = []
     for e in ents:

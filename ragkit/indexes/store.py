@@ -152,6 +152,10 @@ class ChunkStore:
             raise LookupError(f"index rows {missing[:5]} have no chunk in the store: index is inconsistent")
         return [found[r] for r in wanted]
 
+    def doc_ids_by_row(self) -> list[str]:
+        """The document id of every chunk row, in row order (maps chunk hits to documents)."""
+        return [doc_id for (doc_id,) in self.db.execute("SELECT doc_id FROM chunks ORDER BY row")]
+
     def iter_chunk_texts(self) -> Iterator[str]:
         """Every chunk's text in row order (for rebuilding the sparse index)."""
         for (text,) in self.db.execute(
