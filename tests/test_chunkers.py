@@ -7,6 +7,7 @@ Hugging Face counting is checked with the bundled MiniLM tokenizer, which ships 
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
 
@@ -45,6 +46,7 @@ def doc(text: str, source: str = "doc.txt", **metadata: object) -> Document:
 def check_invariants(document: Document, chunks: list[Chunk], size: int, overlap: int) -> None:
     """Everything every chunker promises, with the regex tokenizer."""
     text = document.text
+    words = _Words(text)
     covered = bytearray(len(text))
     for c in chunks:
         assert document.text[c.start : c.end] == c.text
@@ -55,8 +57,8 @@ def check_invariants(document: Document, chunks: list[Chunk], size: int, overlap
         for cut in (c.start, c.end):
             if 0 < cut < len(text) and not text[cut - 1].isspace() and not text[cut].isspace():
                 # Words are only cut when one is over budget by itself (or at a CJK full stop).
-                word = _word_around(text, cut)
-                assert regex_count(word) > size or any(ch in "。！？" for ch in word), f"cut in {word!r}"
+                tokens, cjk_stop = words.around(cut)
+                assert tokens > size or cjk_stop, f"cut inside a {tokens}-token word at {cut}"
     missed = [i for i, ch in enumerate(text) if not ch.isspace() and not covered[i]]
     assert not missed, f"characters not in any chunk at {missed[:5]}: {[text[i] for i in missed[:5]]}"
     for prev, nxt in zip(chunks, chunks[1:]):
@@ -70,13 +72,21 @@ def check_invariants(document: Document, chunks: list[Chunk], size: int, overlap
         assert third.start >= first.end, "a character is never in more than two chunks"
 
 
-def _word_around(text: str, pos: int) -> str:
-    start, end = pos, pos
-    while start > 0 and not text[start - 1].isspace():
-        start -= 1
-    while end < len(text) and not text[end].isspace():
-        end += 1
-    return text[start:end]
+class _Words:
+    """The whitespace-delimited word around a position: (its regex tokens, has a CJK full stop)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.spans = [m.span() for m in re.finditer(r"\S+", text)]
+        self.starts = [a for a, _ in self.spans]
+        self.cache: dict[int, tuple[int, bool]] = {}
+
+    def around(self, pos: int) -> tuple[int, bool]:
+        a, b = self.spans[bisect.bisect_right(self.starts, pos) - 1]
+        if a not in self.cache:
+            word = self.text[a:b]
+            self.cache[a] = (regex_count(word), any(ch in "。！？" for ch in word))
+        return self.cache[a]
 
 
 # --- random texts --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from ragkit.config import PipelineConfig
 from ragkit.eval.datasets import BeirDataset, load_beir
-from ragkit.eval.metrics import Qrels, Run, evaluate
+from ragkit.eval.metrics import DatasetError, Qrels, Run, evaluate
 from ragkit.retrieval.fusion import Fused, fuse
 from ragkit.schema import Document, Trace
 
@@ -71,6 +71,11 @@ def beir_documents(dataset: BeirDataset, corpus_path: Path) -> list[Document]:
 def cache_dir_for(dataset_dir: Path, config: PipelineConfig, root: Path = Path(".ragkit/eval")) -> Path:
     """Where the index for (dataset, index-shaping pipeline settings) is cached."""
     corpus = dataset_dir / "corpus.jsonl"
+    if not corpus.is_file():
+        raise DatasetError(
+            f"{dataset_dir}: no corpus.jsonl; expected a BEIR directory "
+            "(corpus.jsonl, queries.jsonl, qrels/<split>.tsv)"
+        )
     digest = hashlib.sha256()
     digest.update(str(corpus.resolve()).encode())
     stat = corpus.stat()
