@@ -10,14 +10,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from ragkit.chunkers import make_chunker
-from ragkit.config import PipelineConfig, load_pipeline
+from ragkit.config import LoaderConfig, PipelineConfig, load_pipeline
 from ragkit.generation import Generator, make_generator
 from ragkit.indexes.embedder import Embedder, make_embedder
 from ragkit.indexes.layout import PIPELINE_FILE, IndexStoreError, read_current, require_current, writer_lock
@@ -33,12 +34,27 @@ from ragkit.indexes.maintenance import (
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import Progress, WriteStats, write_generation
-from ragkit.loaders import discover, load_file
+from ragkit.loaders import LoadedFile, discover, load_file
 from ragkit.retrieval.hybrid import HybridRetriever
 from ragkit.retrieval.rerank import Reranker, make_reranker
 from ragkit.schema import Answer, Document, Hit, LoadFailure, Trace
 
 DEFAULT_INDEX_DIR = ".ragkit"
+LOADER_THREADS = 2
+
+
+def _load_ahead(files: Sequence[Path], config: LoaderConfig) -> Iterator[LoadedFile]:
+    """`load_file` of each file, yielded in order, parsed by background threads ahead of the
+    consumer. Everything may be loaded ahead: the writer keeps every document until it publishes."""
+    if not files:
+        return
+    pool = ThreadPoolExecutor(max_workers=LOADER_THREADS, thread_name_prefix="ragkit-load")
+    try:
+        futures = [pool.submit(load_file, path, config) for path in files]
+        for future in futures:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class IngestReport(BaseModel):
@@ -112,26 +128,33 @@ class RAG:
         failures = list(found.failures)
         documents: list[Document] = []
         files_ok = 0
-        if progress:
-            progress.start("loading", len(found.files))
-        for path in found.files:
-            loaded = load_file(path, self.config.loader)
-            documents.extend(loaded.documents)
-            failures.extend(loaded.failures)
-            files_ok += bool(loaded.documents)
-            if progress:
-                progress.advance()
+        removed: list[str] = []
+
+        def loaded_documents() -> Iterator[Document]:
+            # Files are parsed by background threads, in order, while the writer chunks and
+            # encodes the documents already loaded (parsing overlaps encoding).
+            nonlocal files_ok
+            for loaded in _load_ahead(found.files, self.config.loader):
+                documents.extend(loaded.documents)
+                failures.extend(loaded.failures)
+                files_ok += bool(loaded.documents)
+                yield from loaded.documents
+
+        def to_remove() -> list[str]:  # called by the writer once every file is loaded
+            removed.extend(ids_to_remove(self.index_dir, documents, failures, paths, prune))
+            return removed
+
         chunker = make_chunker(self.config.chunker)
         with writer_lock(self.index_dir):
             stats = write_generation(
                 self.index_dir,
                 self.config,
-                documents,
+                loaded_documents(),
                 chunker.chunk,
                 self.embedder,
                 self.analyzer,
                 progress,
-                delete_ids=(removed := ids_to_remove(self.index_dir, documents, failures, paths, prune)),
+                delete_ids=to_remove,
             )
         return IngestReport(
             files_ok=files_ok, failures=failures, skipped=list(found.skipped), index=stats, removed=removed

@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ragkit.api import DEFAULT_INDEX_DIR, RAG, IngestReport
 from ragkit.config import PipelineConfig, PipelineError, load_pipeline
+from ragkit.generation.errors import GenerationError
 from ragkit.indexes.layout import IndexStoreError, read_current
 from ragkit.models import ModelUnavailable
 
@@ -40,12 +41,26 @@ PipelineOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
-USER_ERRORS = (PipelineError, IndexStoreError, ModelUnavailable, FileNotFoundError, ValueError)  # DatasetError is a ValueError
+# DatasetError is a ValueError; GenerationError names the endpoint, never the key.
+USER_ERRORS = (PipelineError, IndexStoreError, ModelUnavailable, GenerationError, FileNotFoundError, ValueError)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"error: {message}", style="bold red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def progress_bar(disable: bool) -> Progress:
+    """The one progress display of the CLI: on stderr, gone when done, off for --json."""
+    return Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=disable,
+    )
 
 
 class RichProgress:
@@ -86,15 +101,7 @@ def ingest(
     """Load, chunk, embed and index PATHS. Unchanged files are skipped; failures are reported."""
     try:
         rag = RAG(_pipeline_for(index, pipeline), index)
-        with Progress(
-            TextColumn("{task.description:>10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            transient=True,
-            disable=as_json,
-        ) as bar:
+        with progress_bar(disable=as_json) as bar:
             report = rag.ingest(paths, progress=RichProgress(bar), prune=prune)
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -271,10 +278,7 @@ def eval_retrieval(
     try:
         config = load_pipeline(pipeline) if pipeline else PipelineConfig()
         rag = RAG(config, index or cache_dir_for(dataset, config))
-        with Progress(
-            TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err, transient=True, disable=as_json,
-        ) as bar:
+        with progress_bar(disable=as_json) as bar:
             hooks = RichProgress(bar)
             tasks: dict[str, int] = {}
 
@@ -283,11 +287,9 @@ def eval_retrieval(
                     tasks[stage] = bar.add_task(stage, total=total)
                 bar.update(tasks[stage], completed=done)
 
-            rag_ingest = rag.ingest_documents
-            rag.ingest_documents = lambda docs, progress=None: rag_ingest(docs, hooks)  # type: ignore[method-assign]
             result = evaluate_retrieval(
                 dataset, rag, max_queries=max_queries, compare=compare, run_out=run_out, split=split,
-                on_progress=on_progress,
+                on_progress=on_progress, ingest_progress=hooks,
             )
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -314,6 +316,200 @@ def eval_retrieval(
         out.print(f"run written to {run_out}", highlight=False)
     for warning in result.warnings:
         err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+# --- eval faithfulness / eval suite (see ragkit/eval/judge.py and ragkit/eval/suite.py) ----------
+
+FAITHFULNESS_SCORERS = ("offline", "llm-judge")
+_SCORE_CHUNK = 32  # rows per score_batch call (progress granularity)
+
+
+@eval_app.command("faithfulness")
+def eval_faithfulness(
+    file: Annotated[Path, typer.Argument(help="JSONL rows {id, context, question?, answer, label?}.")],
+    scorer: Annotated[
+        str, typer.Option("--scorer", help="offline (bundled embeddings, no LLM) or llm-judge (OpenAI-compatible).")
+    ] = "offline",
+    pipeline: Annotated[
+        Path | None, typer.Option("--pipeline", help="llm-judge: endpoint and model from this pipeline's generator.")
+    ] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write per-row scores and claims as JSONL.")] = None,
+    max_rows: Annotated[int | None, typer.Option("--max-rows", min=1, help="Score the first N rows.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Score how faithful each answer is to its context; with labels, report AUROC and accuracy.
+
+    Exit code: 0 every row scored; 1 some rows could not be scored (listed as {"id", "error"});
+    2 bad input or scorer unavailable.
+    """
+    import time
+    from typing import Any
+
+    from ragkit.eval.datasets import load_qa_jsonl
+    from ragkit.eval.metrics import DatasetError
+    from ragkit.generation.errors import GenerationError
+
+    if scorer not in FAITHFULNESS_SCORERS:
+        fail(f"--scorer: unknown scorer {scorer!r}; expected one of {', '.join(FAITHFULNESS_SCORERS)}")
+    timings: dict[str, float] = {}
+    try:
+        started = time.perf_counter()
+        rows = load_qa_jsonl(file)[:max_rows]
+        for row in rows:
+            if row.context is None or not row.context.strip():
+                raise DatasetError(f"row {row.id!r}: missing or empty field 'context'", file)
+            if row.label is not None and row.label not in (0, 1):
+                raise DatasetError(f"row {row.id!r}: 'label' must be 0 or 1, got {row.label}", file)
+        if not rows:
+            raise DatasetError("no rows", file)
+        if scorer == "llm-judge":
+            from ragkit.config import OpenAIGeneratorConfig
+            from ragkit.eval.judge import LLMJudgeScorer
+
+            generator = load_pipeline(pipeline).generator if pipeline else OpenAIGeneratorConfig()
+            if not isinstance(generator, OpenAIGeneratorConfig):
+                fail(f"--pipeline {pipeline}: the llm-judge needs an 'openai' generator section, not {generator.name!r}")
+            engine: Any = LLMJudgeScorer(generator)
+        else:
+            if pipeline is not None:
+                fail("--pipeline is only used by --scorer llm-judge")
+            from ragkit.eval.faithfulness import OfflineFaithfulnessScorer
+
+            engine = OfflineFaithfulnessScorer()
+        timings["load_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        results: list[Any] = []
+        with progress_bar(disable=as_json) as bar:
+            task = bar.add_task("scoring", total=len(rows))
+            for begin in range(0, len(rows), _SCORE_CHUNK):
+                chunk = rows[begin : begin + _SCORE_CHUNK]
+                results.extend(engine.score_batch(chunk))
+                bar.advance(task, len(chunk))
+        timings["score_s"] = time.perf_counter() - started
+        timings["rows_per_s"] = len(rows) / timings["score_s"] if timings["score_s"] else 0.0
+    except (*USER_ERRORS, GenerationError) as exc:
+        fail(str(exc))
+
+    records: list[dict[str, Any]] = []
+    scored: list[tuple[Any, float]] = []
+    for row, result in zip(rows, results):
+        record: dict[str, Any] = {"id": row.id}
+        if hasattr(result, "error"):
+            record["error"] = result.error
+        else:
+            record["score"] = result.score
+            record["claims"] = [
+                {"text": c.text, "supported": c.supported, "score": c.score, "evidence": c.evidence}
+                for c in result.claims
+            ]
+            scored.append((row, result.score))
+        if row.label is not None:
+            record["label"] = row.label
+        records.append(record)
+    errors = [r for r in records if "error" in r]
+
+    summary: dict[str, Any] = {
+        "file": str(file),
+        "scorer": scorer,
+        "rows": len(rows),
+        "errors": len(errors),
+        "mean_score": (sum(s for _, s in scored) / len(scored)) if scored else None,
+    }
+    labelled = [(row.label, s) for row, s in scored if row.label is not None]
+    if labelled and len({label for label, _ in labelled}) == 2:
+        from ragkit.eval.faithfulness import auroc, best_threshold_accuracy
+
+        labels, values = [label for label, _ in labelled], [s for _, s in labelled]
+        summary["labelled_rows"] = len(labelled)
+        summary["auroc"] = auroc(labels, values)
+        summary["best_threshold"], summary["accuracy"] = best_threshold_accuracy(labels, values)
+    elif labelled:
+        summary["labelled_rows"] = len(labelled)
+        summary["note"] = "AUROC needs both labels 0 and 1 among the scored rows"
+    summary["timings"] = timings
+    if out_file is not None:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        with out_file.open("w", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        out.print(f"[bold]Faithfulness[/] of {file} with the {scorer} scorer", highlight=False)
+        out.print(f"  rows:        {len(rows)} ({len(errors)} could not be scored)")
+        if summary["mean_score"] is not None:
+            out.print(f"  mean score:  {summary['mean_score']:.4f}")
+        if "auroc" in summary:
+            out.print(f"  AUROC:       {summary['auroc']:.4f} over {summary['labelled_rows']} labelled rows")
+            out.print(f"  accuracy:    {summary['accuracy']:.4f} at threshold {summary['best_threshold']:.4f}")
+        elif "note" in summary:
+            out.print(f"  {summary['note']}")
+        out.print(f"  time:        {timings['score_s']:.1f} s ({timings['rows_per_s']:.1f} rows/s)")
+        if out_file is not None:
+            out.print(f"  scores written to {out_file}", highlight=False)
+        for record in errors[:10]:
+            err.print(f"error: row {record['id']}: {record['error']}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+        if len(errors) > 10:
+            err.print(f"error: ... and {len(errors) - 10} more rows (see --out / --json)", style="yellow")
+    raise typer.Exit(1 if errors else 0)
+
+
+@eval_app.command("suite")
+def eval_suite(
+    suite_file: Annotated[Path, typer.Argument(help="Suite YAML (see eval/*.yaml).")],
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Report directory (default: reports/<suite name>).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a suite (datasets x pipelines), write results.json, report.md and pipelines.png.
+
+    Exit code: 0 every threshold passes; 1 some threshold fails; 2 bad suite, dataset or pipeline.
+    """
+    from ragkit.eval.suite import run_suite
+    from ragkit.generation.errors import GenerationError
+
+    def progress(message: str) -> None:
+        if not as_json:
+            err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        result = run_suite(suite_file, report, on_progress=progress)
+    except (*USER_ERRORS, GenerationError) as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(
+            {
+                "suite": result.suite,
+                "passed": result.passed,
+                "report_dir": result.report_dir,
+                "duration_s": result.duration_s,
+                "results": [
+                    {k: v for k, v in pair.model_dump().items() if k != "samples"} for pair in result.results
+                ],
+                "thresholds": [c.model_dump() for c in result.thresholds],
+            },
+            indent=2,
+        ))
+    else:
+        from rich.table import Table
+
+        for dataset in dict.fromkeys(r.dataset for r in result.results):
+            pairs = [r for r in result.results if r.dataset == dataset]
+            table = Table(title=f"{dataset} ({pairs[0].counts.get('questions', 0)} questions)")
+            table.add_column("metric")
+            for pair in pairs:
+                table.add_column(pair.pipeline, justify="right")
+            for metric in pairs[0].metrics:
+                table.add_row(metric, *("n/a" if p.metrics.get(metric) is None else f"{p.metrics[metric]:.3f}" for p in pairs))
+            out.print(table)
+        for check in result.thresholds:
+            mark = "PASS" if check.passed else "FAIL"
+            out.print(f"  {mark} {check.describe()}", markup=False, highlight=False, style=None if check.passed else "bold red")
+        verdict = "PASSED" if result.passed else f"FAILED ({len(result.failures)} threshold checks)"
+        out.print(f"suite {result.suite}: {verdict} in {result.duration_s:.0f} s; report in {result.report_dir}/", highlight=False)
+    raise typer.Exit(0 if result.passed else 1)
 
 
 def main() -> None:

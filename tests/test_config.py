@@ -50,7 +50,7 @@ def test_invalid_yaml_names_the_file(tmp_path):
 
 def test_omitted_component_name_takes_the_default():
     config = parse_pipeline({"chunker": {"chunk_size": 120}, "retrieval": {"rerank": {"top_n": 5}}})
-    assert config.chunker.name == "recursive" and config.chunker.chunk_size == 120
+    assert config.chunker.name == "markdown" and config.chunker.chunk_size == 120
     assert config.retrieval.rerank.name == "cross-encoder" and config.retrieval.rerank.top_n == 5
 
 

@@ -53,6 +53,18 @@ def test_sentences_join_soft_wraps_and_skip_headings_titles_and_cut_pieces():
     ]
 
 
+def test_pdf_section_titles_are_not_glued_onto_sentences():
+    page = (
+        "Voyager 2 and the Grand Tour\n"
+        "Despite its name, Voyager 2 was the first of the pair to launch, on 20 August 1977. The route\n"
+        "relied on a rare arrangement of the outer planets that occurs only about once every 175 years.\n"
+    )
+    assert split_sentences(page) == [
+        "Despite its name, Voyager 2 was the first of the pair to launch, on 20 August 1977.",
+        "The route relied on a rare arrangement of the outer planets that occurs only about once every 175 years.",
+    ]
+
+
 def test_answer_types_and_entities():
     assert expected_answer_types("Who discovered Uranus, and when?") == ["date", "name"]
     assert expected_answer_types("How high is Olympus Mons?") == ["number"]

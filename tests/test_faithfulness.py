@@ -364,16 +364,40 @@ def test_best_threshold_accuracy() -> None:
 
 
 def test_halueval_first_400_rows_auroc(scorer: OfflineFaithfulnessScorer) -> None:
-    if not HALUEVAL.exists():
-        pytest.skip(f"HaluEval dev data not found at {HALUEVAL} (shared/datasets is not checked out)")
-    rows = []
-    with HALUEVAL.open(encoding="utf-8") as fh:
-        for line in fh:
-            rows.append(json.loads(line))
-            if len(rows) == 400:
-                break
+    rows = _load_halueval()[:400]
     labels = [int(r["label"]) for r in rows]
     assert 150 <= sum(labels) <= 250, "expected a roughly balanced slice"
     results = scorer.score_batch(rows)
     value = auroc(labels, [r.score for r in results])
     assert value >= 0.90, value
+
+
+def _load_halueval() -> list[dict]:
+    if not HALUEVAL.exists():
+        pytest.skip(f"HaluEval dev data not found at {HALUEVAL} (shared/datasets is not checked out)")
+    with HALUEVAL.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def test_hard_coded_weights_match_the_documented_calibration(scorer: OfflineFaithfulnessScorer) -> None:
+    """Refit on the documented 20% split: the shipped coefficients must be that fit."""
+    import numpy as np
+
+    from ragkit.eval import faithfulness as fx
+
+    rows = _load_halueval()
+    items = sorted({r["id"].split("-")[0] for r in rows})
+    perm = np.random.default_rng(0).permutation(len(items))
+    fold0 = {items[j] for j in np.array_split(perm, 5)[0]}
+    calib = [r for r in rows if r["id"].split("-")[0] in fold0]
+    assert len(calib) == 400
+    X, y = [], []
+    for row, claims in zip(calib, scorer.features_batch(calib)):
+        for _text, feats, _evidence in claims:
+            X.append([feats[k] for k in fx.FEATURE_NAMES])
+            y.append(int(row["label"]))
+    intercept, weights = fx.fit_weights(np.array(X), np.array(y), l2=3.0)
+    assert intercept == pytest.approx(fx._INTERCEPT, abs=0.05)
+    for name in fx.FEATURE_NAMES:
+        assert weights[name] == pytest.approx(fx._WEIGHTS[name], abs=0.05), name
+        assert weights[name] >= 0.0

@@ -7,9 +7,9 @@ of at most `chunk_size` tokens; each chunk after the first starts with up to `ch
 tokens of the previous one, beginning at a sentence start if possible, else at a word start.
 
 Token counts come from one tokenisation of the document (`TokenIndex`), so each budget check
-is a bisection: chunking is O(n log n) in the text length. Tokenizers whose counts depend on
-context (`context_free` false, i.e. Hugging Face ones) get every chunk re-counted once, and
-shrunk in the rare case the real count is over budget.
+is a bisection: chunking is O(n log n) in the text length. With tokenizers whose counts depend
+on context (Hugging Face ones) a chunk is re-counted, in batches, unless its edges sit where
+the tokenizer provably splits anyway (`safe_edges`), and shrunk if it really is over budget.
 """
 
 from __future__ import annotations
@@ -137,9 +137,11 @@ class _Splitter:
             if tokenizer.context_free:
                 spans.extend(span for *_, span in run)
                 continue
-            counts = tokenizer.count_many([self.text[a:b] for *_, (a, b) in run])
-            for (run_s, e, run_floor, span), count in zip(run, counts):
-                if count > self.size:
+            uncertain = [i for i, (*_, span) in enumerate(run) if not self._exact(*span)]
+            counts = tokenizer.count_many([self.text[slice(*run[i][3])] for i in uncertain])
+            over = {i for i, count in zip(uncertain, counts) if count > self.size}
+            for i, (run_s, e, run_floor, span) in enumerate(run):
+                if i in over:
                     e = self._fit(span[0], e, cuts, cut_tokens)
                     fitted, s, floor = self._chunk_at(run_s, e, run_floor, end, cuts, cut_tokens)
                     assert fitted is not None  # _fit never moves e to or before span[0]
@@ -147,6 +149,11 @@ class _Splitter:
                     break
                 spans.append(span)
         return spans
+
+    def _exact(self, a: int, b: int) -> bool:
+        """Whether text[a:b] surely has the tokens the index planned (no re-count needed)."""
+        safe = self.index.tokenizer.safe_edges
+        return (a == 0 or self.text[a - 1] in safe) and (b == len(self.text) or self.text[b] in safe)
 
     def _greedy_end(self, s: int, cuts: list[int], cut_tokens: list[int]) -> int:
         """The farthest cut after `s` such that text[s:cut] fits the budget."""

@@ -8,6 +8,7 @@ offset where each token begins), which is all a chunker needs to budget any span
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ TOKEN_PATTERN = re.compile(r"\w+|[^\w\s]")
 # Long texts are encoded in blocks of about this many characters, cut at whitespace: a batch
 # call lets the Rust tokenizer use every core, and one giant sequence is not faster anyway.
 _BLOCK_CHARS = 1 << 16
+_SEPARATOR = re.compile(r"[ \n]")
 
 
 class Tokenizer(Protocol):
@@ -28,6 +30,9 @@ class Tokenizer(Protocol):
     # True when the count of a span cut at token starts or whitespace always equals the number
     # of the full text's tokens that start inside it, so chunkers need not re-count chunks.
     context_free: bool
+    # Characters no token spans and no normalisation joins across: a span whose edges both
+    # touch one of them (or the text's ends) has exactly the tokens the full text has there.
+    safe_edges: str
 
     def count(self, text: str) -> int: ...
 
@@ -43,6 +48,7 @@ class RegexTokenizer:
 
     name = "regex"
     context_free = True
+    safe_edges = ""  # unused: every cut the chunkers make is safe for this tokenizer
 
     def count(self, text: str) -> int:
         return len(TOKEN_PATTERN.findall(text))
@@ -69,6 +75,7 @@ class HFTokenizer:
         self._backend = RustTokenizer.from_str(tokenizer.backend_tokenizer.to_str())
         self._backend.no_padding()
         self._backend.no_truncation()
+        self.safe_edges = " \t\n\r" if _splits_words_independently(self._backend) else ""
 
     def count(self, text: str) -> int:
         """Equals `len(tokenizer(text, add_special_tokens=False)["input_ids"])`."""
@@ -88,15 +95,42 @@ class HFTokenizer:
         return starts
 
 
+def _splits_words_independently(backend: Any) -> bool:
+    """True for BERT-style WordPiece: each whitespace-separated word is tokenised on its own.
+
+    Its normaliser only maps characters one by one (ASCII whitespace stays a separator) and
+    its pre-tokeniser splits at whitespace first, so chunks cut at ASCII whitespace need no
+    re-count. Anything else (BPE, SentencePiece, added tokens that swallow spaces) is re-counted.
+    """
+    spec = json.loads(backend.to_str())
+    normalizer = spec.get("normalizer") or {"type": "BertNormalizer"}
+    pre_tokenizer = spec.get("pre_tokenizer") or {}
+    return (
+        normalizer.get("type") == "BertNormalizer"
+        and pre_tokenizer.get("type") == "BertPreTokenizer"
+        and spec.get("model", {}).get("type") == "WordPiece"
+        and all(
+            not token.get("lstrip") and not token.get("rstrip") and not re.search(r"\s", token["content"])
+            for token in spec.get("added_tokens") or []
+        )
+    )
+
+
 def _blocks(text: str) -> list[tuple[int, int]]:
-    """Consecutive (start, end) ranges of about `_BLOCK_CHARS`, cut after a newline or space."""
+    """Consecutive (start, end) ranges of about `_BLOCK_CHARS`, each ending after a space or newline.
+
+    Never cut inside a word: the offsets must be the ones the whole text would get.
+    """
     blocks = []
     start = 0
     while len(text) - start > _BLOCK_CHARS:
         limit = start + _BLOCK_CHARS
-        cut = text.rfind("\n", start + 1, limit) + 1 or text.rfind(" ", start + 1, limit) + 1
-        if cut <= start:
-            cut = limit
+        cut = text.rfind("\n", start, limit) + 1 or text.rfind(" ", start, limit) + 1
+        if cut <= start:  # a block-sized run without spaces: extend it to the next one
+            match = _SEPARATOR.search(text, limit)
+            if match is None:
+                break
+            cut = match.end()
         blocks.append((start, cut))
         start = cut
     blocks.append((start, len(text)))

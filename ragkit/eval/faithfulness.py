@@ -24,7 +24,8 @@ Method
                 morphology and spelling variants).
    - `ent`      entity support: capitalised (multi-word) names and quoted titles of the claim that
                 are not in the question; found if the normalised phrase, or all of its words,
-                occur in the context (partial credit 0.5 x share of its words found). 1.0 if none.
+                occur in the context (a word may also come from the question); otherwise partial
+                credit 0.5 x share of its words in the context. Mean over entities, 1.0 if none.
    - `num`      number/date support: share of the claim's numbers (not in the question) found in
                 the context, after normalising "1,000" = "1000", "7th" = "7", "five" = "5",
                 "1.5 million" = "1500000", "16-year-old" = "16". 1.0 if none.
@@ -86,6 +87,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from ragkit.config import SentenceTransformersEmbedderConfig
+from ragkit.indexes.embedder import Embedder, SentenceTransformerEmbedder
+
 __all__ = [
     "ClaimVerdict",
     "FaithfulnessResult",
@@ -108,14 +112,14 @@ FEATURE_NAMES: tuple[str, ...] = ("sem", "lex", "char", "ent", "num", "nonnovel"
 # with numpy default_rng(0). 5-fold "fit on 20%, test on 80%" CV AUROC: 0.9705 +- 0.0029.
 _INTERCEPT = -8.759
 _WEIGHTS: dict[str, float] = {
-    "sem": 0.429,
-    "lex": 1.486,
-    "char": 1.489,
-    "ent": 0.66,
+    "sem": 0.43,
+    "lex": 1.487,
+    "char": 1.49,
+    "ent": 0.653,
     "num": 1.143,
     "nonnovel": 0.616,
-    "pol": 0.568,
-    "local": 3.733,
+    "pol": 0.571,
+    "local": 3.735,
 }
 
 SUPPORTED_THRESHOLD = 0.5
@@ -257,12 +261,15 @@ def split_sentences(text: str) -> list[str]:
     Boundaries: `.`/`!`/`?` followed by whitespace and an upper-case letter, digit or quote; a
     period glued to the next sentence ("century.First", a lower-case letter or digit before it
     and a capitalised word after it); and line breaks. Abbreviations ("Dr.", "U.S.", "e.g.")
-    and initials ("J. R. R.") do not end a sentence.
+    and initials ("J. R. R.") do not end a sentence. Blank lines and list items start a new
+    block; a single line break inside a paragraph is a soft wrap (PDF and plain-text
+    line breaks), so a hard-wrapped sentence stays one sentence.
     """
     if not text or not text.strip():
         return []
     out: list[str] = []
-    for block in re.split(r"\s*\n\s*", text.strip()):
+    for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*+•]|\d+[.)])\s)", text.strip()):
+        block = " ".join(block.split())
         block = block.strip()
         if not block:
             continue
@@ -480,13 +487,14 @@ def _entity_support(claim: str, ctx: _TextIndex, q: _TextIndex | None) -> float:
         toks = [_stem(w) for w in _words(ent) if w not in _ENTITY_CONNECTORS]
         if not toks:
             continue
-        found = sum(1 for t in toks if t in ctx.stems)
-        if q is not None and all(t in ctx.stems or t in q.stems for t in toks) and found:
-            scores.append(1.0 if found == len(toks) else 0.75)
-        elif found == len(toks):
+        # every word of the name in the context (or, for a word, the question): e.g. a name
+        # given in another order, or with the middle name dropped
+        q_stems = q.stems if q is not None else set()
+        in_ctx = sum(1 for t in toks if t in ctx.stems)
+        if in_ctx and all(t in ctx.stems or t in q_stems for t in toks):
             scores.append(1.0)
         else:
-            scores.append(0.5 * found / len(toks))
+            scores.append(0.5 * in_ctx / len(toks))
     return float(np.mean(scores)) if scores else 1.0
 
 
@@ -503,12 +511,12 @@ def _lexical_features(claim: str, ctx: _TextIndex, q: _TextIndex | None) -> dict
     stems = _content_stems(claim)
     q_stems = q.stems if q is not None else set()
     q_prefixes = q.prefixes if q is not None else set()
-    # lexical support: among content words that are not merely the question's words
-    # lexical support of the claim's own content: words it adds beyond the question
+    # lexical support of the claim's own content: the words it adds beyond the question
     relevant = [s for s in stems if s not in q_stems]
     lex = sum(1 for s in relevant if s in ctx.stems) / len(relevant) if relevant else 1.0
-    # character 4-gram coverage
-    raw = [w for w in _words(claim) if _stem(w) in set(relevant)]
+    # character 4-gram coverage of those words
+    relevant_set = set(relevant)
+    raw = [w for w in _words(claim) if _stem(w) in relevant_set]
     grams = _char_ngrams(raw)
     char = sum(1 for g in grams if g in ctx.grams) / len(grams) if grams else 1.0
     # novel content: not in context nor question, even fuzzily
@@ -557,8 +565,8 @@ class _Prepared:
 class OfflineFaithfulnessScorer:
     """Scores how faithful an answer is to its context, offline (see the module docstring).
 
-    `model` is a ragkit model name (default: the bundled all-MiniLM-L6-v2); `encoder` may be any
-    object with a sentence-transformers style `encode(list[str], ...) -> array` (for tests).
+    `model` is a ragkit model name (default: the bundled all-MiniLM-L6-v2), loaded through
+    ragkit's own embedder; pass `embedder` to share an already-loaded one (e.g. a pipeline's).
     `weights`/`intercept` override the calibrated combination; `threshold` sets `supported`.
     """
 
@@ -566,7 +574,7 @@ class OfflineFaithfulnessScorer:
         self,
         model: str = _DEFAULT_MODEL,
         *,
-        encoder: Any | None = None,
+        embedder: Embedder | None = None,
         device: str = "cpu",
         batch_size: int = 64,
         weights: Mapping[str, float] | None = None,
@@ -580,34 +588,20 @@ class OfflineFaithfulnessScorer:
         self.weights = dict(_WEIGHTS if weights is None else weights)
         self.intercept = _INTERCEPT if intercept is None else float(intercept)
         self.threshold = threshold
-        self._encoder = encoder
+        self.embedder = embedder or SentenceTransformerEmbedder(
+            SentenceTransformersEmbedderConfig(model=model, device=device, batch_size=batch_size)
+        )
         self._cache: dict[str, np.ndarray] = {}
         self._cache_size = cache_size
 
     # -- embeddings -------------------------------------------------------------------------
-
-    def _get_encoder(self) -> Any:
-        if self._encoder is None:
-            from sentence_transformers import SentenceTransformer
-
-            from ragkit.models import resolve_model
-
-            self._encoder = SentenceTransformer(resolve_model(self.model_name), device=self.device)
-        return self._encoder
 
     def _embed(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if missing:
             if len(self._cache) + len(missing) > self._cache_size:
                 self._cache.clear()
-            vecs = self._get_encoder().encode(
-                missing,
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-            vecs = np.asarray(vecs, dtype=np.float32)
+            vecs = np.asarray(self.embedder.embed(missing), dtype=np.float32)
             norms = np.linalg.norm(vecs, axis=1, keepdims=True)
             vecs = vecs / np.maximum(norms, 1e-12)
             for t, v in zip(missing, vecs):
@@ -735,7 +729,8 @@ def aggregate_claim_scores(scores: Sequence[float]) -> float:
     """
     if not scores:
         return 1.0
-    return float(0.5 * min(scores) + 0.5 * (sum(scores) / len(scores)))
+    value = 0.5 * min(scores) + 0.5 * (sum(scores) / len(scores))
+    return float(min(1.0, max(0.0, value)))
 
 
 def _row_fields(row: Any) -> tuple[str, str, str | None]:

@@ -32,6 +32,7 @@ from ragkit.schema import Document, Trace
 
 if TYPE_CHECKING:
     from ragkit.api import RAG
+    from ragkit.indexes.writer import Progress
     from ragkit.retrieval.hybrid import HybridRetriever
 
 DEFAULT_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100")
@@ -112,15 +113,17 @@ def evaluate_retrieval(
     batch_size: int = 64,
     metrics: Sequence[str] = DEFAULT_METRICS,
     on_progress: Callable[[str, int, int], None] | None = None,
+    ingest_progress: Progress | None = None,
 ) -> RetrievalEvaluation:
     """Index `dataset_dir`'s corpus into `rag`'s index (incremental: a no-op when cached),
-    run its queries and score them. `on_progress(stage, done, total)` reports progress."""
+    run its queries and score them. `on_progress(stage, done, total)` reports query progress,
+    `ingest_progress` the indexing."""
     dataset_dir = Path(dataset_dir)
     dataset = load_beir(dataset_dir, split=split)
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
-    stats = rag.ingest_documents(beir_documents(dataset, dataset_dir / "corpus.jsonl"))
+    stats = rag.ingest_documents(beir_documents(dataset, dataset_dir / "corpus.jsonl"), ingest_progress)
     timings["ingest_s"] = time.perf_counter() - started
     timings["texts_embedded"] = float(stats.texts_embedded)
 

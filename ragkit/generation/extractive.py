@@ -121,6 +121,19 @@ def _is_title(line: str) -> bool:
     return line.startswith(("#", "|", "```")) or (line.upper() == line and sum(c.isalpha() for c in line) > 1)
 
 
+def _is_heading_line(line: str, following: str, width: int) -> bool:
+    """A section title inside wrapped text (PDF pages): a short line without final punctuation
+    followed by a line that starts a sentence. Wrapped lines fill the width; titles do not."""
+    return (
+        bool(line)
+        and bool(following[:1].isupper())
+        and not _TERMINAL.search(line)
+        and not line.endswith((",", ";", ":"))
+        and len(line) < 0.6 * width
+        and len(line.split()) <= 8
+    )
+
+
 def _units(text: str) -> list[tuple[str, bool]]:
     """(text, is_list_item) units: paragraphs, list items, headings and table rows.
 
@@ -131,8 +144,17 @@ def _units(text: str) -> list[tuple[str, bool]]:
     for paragraph in re.split(r"\n\s*\n", text):
         lines: list[str] = []
         listed = False
-        for line in paragraph.split("\n"):
+        raw_lines = paragraph.split("\n")
+        width = max((len(line.strip()) for line in raw_lines), default=0)
+        for number, line in enumerate(raw_lines):
             stripped = line.strip()
+            following = raw_lines[number + 1].strip() if number + 1 < len(raw_lines) else ""
+            if _is_heading_line(stripped, following, width):
+                if lines:
+                    units.append((" ".join(lines), listed))
+                    lines = []
+                units.append((f"# {stripped}", False))  # marked as a heading: never quoted
+                continue
             if not stripped:
                 continue
             if set(stripped) <= set("-=") and len(stripped) >= 3:  # setext underline: a heading above

@@ -191,6 +191,30 @@ class OpenAIGenerator:
             # could have filled with the key; our message keeps everything useful, redacted.
             raise self._error(exc) from None
 
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str, str | None]:
+        """One plain chat completion with caller-built `messages` -> (text, finish_reason).
+
+        Same client, endpoint, key, timeout, retries and redacted `GenerationError`s as
+        `generate`; used by callers with their own prompts (e.g. the LLM faithfulness judge).
+        """
+        try:
+            completion = self._client.chat.completions.create(
+                model=self.config.model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=self.config.temperature,
+                max_tokens=self.config.max_tokens,
+            )
+        except openai.OpenAIError as exc:
+            raise self._error(exc) from None
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise GenerationError(
+                self._redact(f"{self._where()} failed: the response has no choices: {completion!r:.200}")
+            )
+        choice = choices[0]
+        text = (choice.message.content or "") if choice.message is not None else ""
+        return text, choice.finish_reason
+
     def _deltas(self, stream: openai.Stream[ChatCompletionChunk], trace: Trace) -> Iterator[str]:
         """Text deltas from the SDK stream; a break after some text keeps it and warns instead of raising."""
         got_text = False

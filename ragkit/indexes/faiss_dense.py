@@ -1,32 +1,102 @@
-"""Dense index in faiss: exact inner product over normalised vectors (= cosine similarity).
+"""Dense index in faiss: inner product over normalised vectors (= cosine similarity).
 
-Row i of the index is chunk row i of the store, so no id map is needed.
+The index type follows the corpus size (`FaissConfig`):
+
+* `flat`  - exact search, every vector scored (`IndexFlatIP`, or `IndexScalarQuantizer` with
+  float16/int8 storage). Cost grows linearly with the corpus.
+* `hnsw`  - approximate graph search (`IndexHNSWFlat` / `IndexHNSWSQ`), sub-linear: M, ef_construction
+  and ef_search trade memory and build time for recall.
+* `ivfpq` - inverted lists over product-quantised codes (`IndexIVFPQ`): smallest memory, lowest
+  recall; trained on the vectors being indexed.
+* `auto`  - `flat` below `exact_threshold` vectors, `hnsw` from there on.
+
+Storage `float16`/`int8` (faiss scalar quantizer, int8 with per-dimension ranges trained on the
+vectors) applies to `flat` and `hnsw`; inner product on the decoded vectors stays a cosine
+similarity up to the quantisation error. `auto` storage keeps exact search exact (float32) and
+stores HNSW vectors as float16: half the memory of the largest part of a big index, with recall
+unchanged (measured 1.000 vs float32's 1.000 at 100K vectors; see docs/benchmarks.md). Row i of the index is chunk row i of the store, so no
+id map is needed.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 
 from ragkit.config import FaissConfig
 
+log = logging.getLogger(__name__)
+
 INDEX_FILE = "dense.faiss"
+# Fewer queries than this are searched on the calling thread alone: an OpenMP parallel region
+# costs a scheduler time slice (~10-20 ms measured) whenever the cores are busy, 10-100x the
+# search itself (exact search over 10K vectors: 0.2 ms on one thread, 24 ms on two, loaded).
+SMALL_BATCH = 8
+# faiss' k-means warns below 39 training points per centroid; IVF/PQ training needs that many.
+MIN_POINTS_PER_CENTROID = 39
+
+_SQ_TYPES = {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}
+
+
+class DenseConfigError(ValueError):
+    """A faiss configuration that cannot work for these vectors; the message says what to change."""
+
+
+def resolve_index_type(n_vectors: int, config: FaissConfig) -> str:
+    """The index type `config` asks for at `n_vectors` vectors (`auto` resolved)."""
+    if config.index == "auto":
+        return "flat" if n_vectors < config.exact_threshold else "hnsw"
+    return config.index
+
+
+def ivf_nlist(n_vectors: int, config: FaissConfig) -> int:
+    """Inverted lists for `n_vectors`: the configured count, or 4*sqrt(n) when it is null."""
+    if config.ivfpq.nlist is not None:
+        return config.ivfpq.nlist
+    return max(1, min(int(4 * math.sqrt(n_vectors)), n_vectors // MIN_POINTS_PER_CENTROID))
 
 
 class FaissDenseIndex:
-    def __init__(self, index: faiss.Index) -> None:
+    def __init__(self, index: faiss.Index, note: str | None = None) -> None:
         self.index = index
+        self.note = note  # why the built index differs from the configured one (fallbacks)
+
+    # --- construction ------------------------------------------------------------------
 
     @classmethod
-    def build(cls, vectors: np.ndarray, config: FaissConfig) -> FaissDenseIndex:
+    def build(cls, vectors: np.ndarray, config: FaissConfig | None = None) -> FaissDenseIndex:
+        """Index `vectors` (row i -> id i) with the type and storage `config` selects.
+
+        Raises `DenseConfigError` for a configuration that cannot work with these vectors
+        (e.g. ivfpq.m not dividing the dimension). An IVF-PQ index over too few vectors to
+        train falls back to an exact flat index, with the reason in `note` and the log.
+        """
+        config = config or FaissConfig()
         if vectors.ndim != 2:
             raise ValueError(f"expected a 2-d array of vectors, got shape {vectors.shape}")
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        if len(vectors):
-            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        return cls(index)
+        n, dim = vectors.shape
+        kind = resolve_index_type(n, config)
+        note = None
+        if kind == "ivfpq":
+            note = _ivfpq_problem(n, dim, config)
+            if note is not None:
+                log.warning(note)
+                kind = "flat"
+        index = _new_index(kind, dim, n, config)
+        if n:
+            if not index.is_trained:
+                index.train(_training_sample(vectors, kind, n, dim, config))
+            _add_in_blocks(index, vectors)
+        return cls(index, note)
+
+    # --- properties ----------------------------------------------------------------------
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -35,14 +105,59 @@ class FaissDenseIndex:
     def dim(self) -> int:
         return int(self.index.d)
 
+    @property
+    def kind(self) -> str:
+        """'flat', 'hnsw' or 'ivfpq' (what was built, after `auto` and fallbacks)."""
+        if isinstance(self.index, faiss.IndexHNSW):
+            return "hnsw"
+        if isinstance(self.index, faiss.IndexIVF):
+            return "ivfpq"
+        return "flat"
+
+    @property
+    def storage(self) -> str:
+        """How vectors are stored: 'float32', 'float16', 'int8' or 'pq'."""
+        codec = self._codec()
+        if isinstance(codec, faiss.IndexScalarQuantizer):
+            return {faiss.ScalarQuantizer.QT_fp16: "float16"}.get(codec.sq.qtype, "int8")
+        return "pq" if self.kind == "ivfpq" else "float32"
+
+    def describe(self) -> dict[str, Any]:
+        """Type, storage, search parameters and size: for logs, `status` and benchmarks."""
+        info: dict[str, Any] = {"type": self.kind, "storage": self.storage, "vectors": len(self), "dim": self.dim}
+        if isinstance(self.index, faiss.IndexHNSW):
+            hnsw = self.index.hnsw
+            info.update(M=int(hnsw.nb_neighbors(1)), ef_construction=int(hnsw.efConstruction), ef_search=int(hnsw.efSearch))
+        elif isinstance(self.index, faiss.IndexIVF):
+            ivf = faiss.extract_index_ivf(self.index)
+            pq = faiss.downcast_index(ivf).pq
+            info.update(nlist=int(ivf.nlist), nprobe=int(ivf.nprobe), m=int(pq.M), nbits=int(pq.nbits))
+        if self.note:
+            info["note"] = self.note
+        return info
+
+    def set_search_params(self, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Change search-time parameters in place (no rebuild); ignored by types without them."""
+        if ef_search is not None and isinstance(self.index, faiss.IndexHNSW):
+            self.index.hnsw.efSearch = int(ef_search)
+        if nprobe is not None and isinstance(self.index, faiss.IndexIVF):
+            faiss.extract_index_ivf(self.index).nprobe = int(nprobe)
+
+    # --- search --------------------------------------------------------------------------
+
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows and scores for one query vector (fewer when the index is smaller)."""
         rows, scores = self.search_batch(query.reshape(1, -1), k)
         return rows[0], scores[0]
 
     def search_batch(self, queries: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Top-k rows and scores for each row of `queries`: one faiss call for the whole batch
+        (faiss spreads queries over its threads). Results equal `search` on each query."""
+        queries = np.asarray(queries)
+        if queries.ndim != 2:
+            raise ValueError(f"expected a 2-d array of query vectors, got shape {queries.shape}")
         k = min(k, len(self))
-        if k == 0:
+        if k <= 0 or len(queries) == 0:
             empty = [np.zeros(0, dtype=np.int64) for _ in range(len(queries))]
             return empty, [np.zeros(0, dtype=np.float32) for _ in range(len(queries))]
         if queries.shape[1] != self.dim:
@@ -50,13 +165,143 @@ class FaissDenseIndex:
                 f"query vectors have {queries.shape[1]} dimensions but the index has {self.dim}: "
                 "was the index built with a different embedding model?"
             )
-        scores, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        ef = getattr(getattr(self.index, "hnsw", None), "efSearch", None)
+        with _single_thread(len(queries) < SMALL_BATCH):
+            if ef is not None and ef < k:  # faiss would search with ef = k anyway; make it explicit
+                scores, rows = self.index.search(queries, k, params=faiss.SearchParametersHNSW(efSearch=k))
+            else:
+                scores, rows = self.index.search(queries, k)
         keep = rows >= 0  # faiss pads with -1 when fewer than k results exist
         return [r[m] for r, m in zip(rows, keep)], [s[m] for s, m in zip(scores, keep)]
 
+    # --- checking --------------------------------------------------------------------------
+
+    def mismatched_rows(self, vectors: np.ndarray, block: int = 65536) -> np.ndarray:
+        """Rows whose stored vector is not exactly `vectors[row]` passed through this index's
+        codec (identity for float32; float16/int8/PQ rounding otherwise). Proves that the
+        index rows line up with the embeddings they were built from."""
+        n = len(self)
+        if len(vectors) != n:
+            raise ValueError(f"index holds {n} vectors, got {len(vectors)} to compare")
+        codec = self._codec()
+        ivf = faiss.extract_index_ivf(self.index) if self.kind == "ivfpq" else None
+        if ivf is not None:
+            ivf.make_direct_map()
+        bad = []
+        for begin in range(0, n, block):
+            end = min(n, begin + block)
+            want = np.ascontiguousarray(vectors[begin:end], dtype=np.float32)
+            if ivf is not None:
+                want = ivf.sa_decode(ivf.sa_encode(want))
+            elif codec is not None and not isinstance(codec, faiss.IndexFlat):
+                want = codec.sa_decode(codec.sa_encode(want))
+            stored = self.index.reconstruct_n(begin, end - begin)
+            bad.append(begin + np.flatnonzero((stored != want).any(axis=1)))
+        return np.concatenate(bad) if bad else np.zeros(0, dtype=np.int64)
+
+    def _codec(self) -> faiss.Index | None:
+        if isinstance(self.index, faiss.IndexHNSW):
+            return faiss.downcast_index(self.index.storage)
+        if isinstance(self.index, faiss.IndexIVF):
+            return None
+        return self.index
+
+    # --- persistence -----------------------------------------------------------------------
+
     def save(self, directory: Path) -> None:
-        faiss.write_index(self.index, str(directory / INDEX_FILE))
+        faiss.write_index(self.index, str(Path(directory) / INDEX_FILE))
 
     @classmethod
     def load(cls, directory: Path) -> FaissDenseIndex:
-        return cls(faiss.read_index(str(directory / INDEX_FILE)))
+        # Search parameters (ef_search, nprobe) are stored in the file with the index.
+        return cls(faiss.read_index(str(Path(directory) / INDEX_FILE)))  # already the concrete type
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def _single_thread(enabled: bool) -> Iterator[None]:
+    """Run faiss on the calling thread only (OpenMP's thread count is per calling thread)."""
+    before = faiss.omp_get_max_threads()
+    if not enabled or before == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _ivfpq_problem(n: int, dim: int, config: FaissConfig) -> str | None:
+    """Why IVF-PQ cannot be trained on `n` vectors (None: it can). Raises for impossible configs."""
+    p = config.ivfpq
+    if dim % p.m:
+        divisors = [m for m in (8, 12, 16, 24, 32, 48, 64, 96) if dim % m == 0 and m <= dim]
+        raise DenseConfigError(
+            f"dense.backend.ivfpq.m = {p.m} must divide the vector dimension {dim} "
+            f"(e.g. {', '.join(map(str, divisors)) or 1})"
+        )
+    nlist = ivf_nlist(n, config)
+    needed = MIN_POINTS_PER_CENTROID * max(nlist, 2**p.nbits)
+    if n < needed:
+        what = f"nlist = {nlist}" if nlist >= 2**p.nbits else f"nbits = {p.nbits} ({2**p.nbits} centroids)"
+        return (
+            f"ivfpq with {what} needs at least {needed} vectors to train "
+            f"({MIN_POINTS_PER_CENTROID} per centroid) but the index has {n}: "
+            "using an exact flat index instead (lower dense.backend.ivfpq.nlist/nbits, or use hnsw)"
+        )
+    return None
+
+
+def resolve_storage(kind: str, config: FaissConfig) -> str:
+    """The vector storage for an index of type `kind` (`auto` resolved)."""
+    if config.storage == "auto":
+        return "float16" if kind == "hnsw" else "float32"
+    return config.storage
+
+
+def _new_index(kind: str, dim: int, n: int, config: FaissConfig) -> faiss.Index:
+    ip = faiss.METRIC_INNER_PRODUCT
+    sq = _SQ_TYPES.get(resolve_storage(kind, config))
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim) if sq is None else faiss.IndexScalarQuantizer(dim, sq, ip)
+    if kind == "hnsw":
+        h = config.hnsw
+        index = faiss.IndexHNSWFlat(dim, h.M, ip) if sq is None else faiss.IndexHNSWSQ(dim, sq, h.M, ip)
+        index.hnsw.efConstruction = h.ef_construction
+        index.hnsw.efSearch = h.ef_search
+        return index
+    if kind == "ivfpq":
+        p = config.ivfpq
+        quantizer = faiss.IndexFlatIP(dim)
+        # faiss' Python wrapper keeps `quantizer` alive as long as the index (referenced_objects).
+        index = faiss.IndexIVFPQ(quantizer, dim, ivf_nlist(n, config), p.m, p.nbits, ip)
+        index.nprobe = p.nprobe
+        return index
+    raise DenseConfigError(f"unknown faiss index type {kind!r}")  # unreachable: config validates
+
+
+def _training_sample(vectors: np.ndarray, kind: str, n: int, dim: int, config: FaissConfig) -> np.ndarray:
+    """Training vectors. A scalar quantizer learns per-dimension min/max ranges, so two rows (the
+    minima and the maxima, computed blockwise) train it exactly as all vectors would. IVF-PQ
+    trains on a fixed, evenly spaced sample of at most 256 per centroid (faiss' own k-means cap)."""
+    if kind == "ivfpq":
+        limit = 256 * max(ivf_nlist(n, config), 2**config.ivfpq.nbits)
+        rows = np.linspace(0, n - 1, limit).astype(np.int64) if n > limit else slice(None)
+        return np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    low = np.full(dim, np.inf, dtype=np.float32)
+    high = np.full(dim, -np.inf, dtype=np.float32)
+    for begin in range(0, n, 131072):
+        part = np.asarray(vectors[begin : begin + 131072], dtype=np.float32)
+        np.minimum(low, part.min(axis=0), out=low)
+        np.maximum(high, part.max(axis=0), out=high)
+    return np.ascontiguousarray(np.stack([low, high]))
+
+
+def _add_in_blocks(index: faiss.Index, vectors: np.ndarray, block: int = 131072) -> None:
+    """Add in blocks, so a memory-mapped float32 array is never copied whole."""
+    for begin in range(0, len(vectors), block):
+        index.add(np.ascontiguousarray(vectors[begin : begin + block], dtype=np.float32))

@@ -2,18 +2,21 @@
 
 A document is keyed by its id (the source path, or path#row) and a hash of its content.
 Unchanged documents cost nothing; a changed document replaces exactly its own chunks; chunk
-text already embedded (anywhere in the previous generation) is never embedded again.
+text already embedded (anywhere in the previous generation) is never embedded again. Documents
+are consumed as a stream: new chunk texts are encoded in large blocks while the producer (the
+loader thread of `RAG.ingest`) parses the next files.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ragkit.config import PipelineConfig, load_pipeline
 from ragkit.indexes.bm25 import BM25Index
@@ -63,6 +66,9 @@ class WriteStats(BaseModel):
     documents_total: int = 0
     chunks_total: int = 0
     published: bool = False
+    timings: dict[str, float] = Field(
+        default_factory=dict, description="seconds per writer phase (stream, embed_tail, store, indexes)"
+    )
 
 
 def check_pipeline_compatible(index_dir: Path, manifest: Manifest, config: PipelineConfig) -> None:
@@ -85,22 +91,25 @@ def write_generation(
     embedder: Embedder,
     analyzer: Callable[[str], list[str]],
     progress: Progress | None = None,
-    delete_ids: Iterable[str] = (),
+    delete_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
 ) -> WriteStats:
     """Build and publish the next generation: upsert `documents`, remove `delete_ids`.
+
+    `documents` is consumed lazily: each new or changed document is chunked as it arrives and
+    its chunk texts are encoded in large blocks while the iterator (e.g. a loader thread) keeps
+    producing the next ones, so parsing overlaps encoding. `delete_ids` may be a callable; it is
+    called once `documents` is exhausted, so it can depend on what was loaded.
 
     The caller holds the writer lock. Nothing is published when nothing changes.
     """
     progress = progress or _Silent()
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     current = read_current(index_dir)
     if current is not None:
         check_pipeline_compatible(index_dir, current, config)
     generation = current.generation + 1 if current else 1
     stats = WriteStats(generation=generation)
-
-    incoming: dict[str, Document] = {}
-    for document in documents:  # a later duplicate id replaces an earlier one, never both kept
-        incoming[document.id] = document
 
     new_dir = index_dir / generation_dir_name(generation)
     if new_dir.exists():  # an unpublished leftover of a crashed writer
@@ -115,9 +124,27 @@ def write_generation(
             store = ChunkStore.open(new_dir / STORE_FILE, readonly=False)
             old_hashes = store.document_hashes()
             old_vectors = np.load(old_dir / EMBEDDINGS_FILE, mmap_mode="r")
+        # Embedding cache: every chunk text of the previous generation, before replacing any.
+        cached_rows: dict[str, int] = dict(store.db.execute("SELECT text_hash, row FROM chunks"))
+        encoder = _StreamingEncoder(embedder, cached_rows, config.dense.embedder.batch_size)
 
-        changed = [d for d in incoming.values() if old_hashes.get(d.id) != document_hash(d)]
-        deleted = sorted({i for i in delete_ids if i in old_hashes and i not in incoming})
+        # Stream: a later duplicate id replaces an earlier one (keeping the first one's place).
+        progress.start("loading, chunking, embedding", None)
+        incoming: dict[str, Document] = {}
+        doc_chunks: dict[str, list[Chunk]] = {}  # chunks of the new or changed documents
+        for document in documents:
+            incoming[document.id] = document
+            if old_hashes.get(document.id) == document_hash(document):
+                doc_chunks.pop(document.id, None)
+                continue
+            chunks = chunk(document)
+            doc_chunks[document.id] = chunks
+            progress.advance(encoder.add(chunks))
+        ids = delete_ids() if callable(delete_ids) else delete_ids
+        timings["stream"] = time.perf_counter() - clock
+
+        changed = [d for d in incoming.values() if d.id in doc_chunks]
+        deleted = sorted({i for i in ids if i in old_hashes and i not in incoming})
         stats.documents_unchanged = len(incoming) - len(changed)
         stats.documents_updated = sum(d.id in old_hashes for d in changed)
         stats.documents_added = len(changed) - stats.documents_updated
@@ -128,10 +155,9 @@ def write_generation(
             totals = current.documents if current else 0, current.chunks if current else 0
             stats.documents_total, stats.chunks_total = totals
             stats.generation = current.generation if current else 0
+            stats.texts_embedded = encoder.encoded
             return stats
 
-        # Embedding cache: every chunk text of the previous generation, before replacing any.
-        cached_rows: dict[str, int] = dict(store.db.execute("SELECT text_hash, row FROM chunks"))
         replaced = [(d.id,) for d in changed if d.id in old_hashes] + [(i,) for i in deleted]
         stats.chunks_removed = sum(
             store.db.execute("SELECT count(*) FROM chunks WHERE doc_id = ?", r).fetchone()[0]
@@ -139,39 +165,45 @@ def write_generation(
         )
         store.db.executemany("DELETE FROM chunks WHERE doc_id = ?", replaced)
         store.db.executemany("DELETE FROM documents WHERE id = ?", replaced)
-        kept_rows = [row for (row,) in store.db.execute("SELECT row FROM chunks ORDER BY row")]
+        kept_rows = np.fromiter(
+            (row for (row,) in store.db.execute("SELECT row FROM chunks ORDER BY row")), dtype=np.int64
+        )
         # Renumber kept chunks to 0..K-1. Ascending order never collides: new row <= old row.
         store.db.executemany(
             "UPDATE chunks SET row = ? WHERE row = ?",
-            [(new, old) for new, old in enumerate(kept_rows) if new != old],
+            [(new, old) for new, old in enumerate(kept_rows.tolist()) if new != old],
         )
 
-        progress.start("chunking", len(changed))
-        new_chunks: list[Chunk] = []
-        for document in changed:
-            new_chunks.extend(chunk(document))
-            progress.advance()
+        new_chunks = [c for d in changed for c in doc_chunks[d.id]]
+        del doc_chunks
         stats.chunks_added = len(new_chunks)
-
-        vectors = _embed_with_cache(new_chunks, cached_rows, old_vectors, embedder, progress, stats)
-        kept_vectors = (
-            np.asarray(old_vectors[kept_rows], dtype=np.float32)
-            if old_vectors is not None and kept_rows
-            else np.zeros((0, vectors.shape[1]), dtype=np.float32)
-        )
-        all_vectors = np.vstack([kept_vectors, vectors])
+        clock = time.perf_counter()
+        encoder.finish(progress)
+        timings["embed_tail"] = time.perf_counter() - clock
+        stats.texts_embedded = encoder.encoded
+        all_vectors, stats.embedding_cache_hits = encoder.assemble(new_chunks, kept_rows, old_vectors)
+        del encoder
         np.save(new_dir / EMBEDDINGS_FILE, all_vectors)
 
+        clock = time.perf_counter()
         store.add_documents(changed)
         store.add_chunks(enumerate(new_chunks, start=len(kept_rows)))
         store.commit()
+        del new_chunks, changed, incoming
+        timings["store"] = time.perf_counter() - clock
 
         progress.start("indexing", None)
+        clock = time.perf_counter()
         FaissDenseIndex.build(all_vectors, config.dense.backend).save(new_dir)
+        timings["dense_index"] = time.perf_counter() - clock
+        dim = int(all_vectors.shape[1])
+        del all_vectors
+        clock = time.perf_counter()
         sparse = config.sparse
         BM25Index.build(
-            [analyzer(text) for text in store.iter_chunk_texts()], k1=sparse.k1, b=sparse.b, epsilon=sparse.epsilon
+            _TokenizedTexts(store, analyzer), k1=sparse.k1, b=sparse.b, epsilon=sparse.epsilon
         ).save(new_dir / SPARSE_DIR)
+        timings["sparse_index"] = time.perf_counter() - clock
         (new_dir / PIPELINE_FILE).write_text(config.to_yaml(), encoding="utf-8")
 
         stats.documents_total = store.count_documents()
@@ -183,10 +215,13 @@ def write_generation(
             documents=stats.documents_total,
             chunks=stats.chunks_total,
             embedding_model=config.dense.embedder.model,
-            dim=int(all_vectors.shape[1]),
+            dim=dim,
         )
+        clock = time.perf_counter()
         publish(index_dir, manifest)
+        timings["publish"] = time.perf_counter() - clock
         stats.published = True
+        stats.timings = {k: round(v, 4) for k, v in timings.items()}
         remove_stale_generations(index_dir, manifest)
         return stats
     except BaseException:
@@ -195,27 +230,98 @@ def write_generation(
         raise
 
 
-def _embed_with_cache(
-    chunks: list[Chunk],
-    cached_rows: dict[str, int],
-    old_vectors: np.ndarray | None,
-    embedder: Embedder,
-    progress: Progress,
-    stats: WriteStats,
-) -> np.ndarray:
-    """Vectors for `chunks`: cached rows reused, each distinct new text encoded once."""
-    hashes = [text_hash(c.text) for c in chunks]
-    todo: dict[str, str] = {}  # text hash -> text, first occurrence order
-    for h, c in zip(hashes, chunks):
-        if h not in cached_rows and h not in todo:
-            todo[h] = c.text
-    stats.texts_embedded = len(todo)
-    stats.embedding_cache_hits = len(chunks) - sum(1 for h in hashes if h in todo)
-    progress.start("embedding", len(todo))
-    fresh = embedder.embed(list(todo.values()), on_batch=progress.advance)
-    dim = fresh.shape[1] if len(todo) else (old_vectors.shape[1] if old_vectors is not None else embedder.dim)
-    fresh_rows = {h: i for i, h in enumerate(todo)}
-    out = np.empty((len(chunks), dim), dtype=np.float32)
-    for i, h in enumerate(hashes):
-        out[i] = fresh[fresh_rows[h]] if h in fresh_rows else old_vectors[cached_rows[h]]  # type: ignore[index]
-    return out
+class _StreamingEncoder:
+    """Encodes new chunk texts in large blocks as they arrive; each distinct text once.
+
+    A text already in the previous generation (by content hash) is never encoded. Blocks are
+    `batch_size * BLOCK_BATCHES` texts: big enough that the embedder's length sorting within a
+    block leaves almost no padding, small enough that encoding starts while loading goes on.
+    """
+
+    BLOCK_BATCHES = 32
+
+    def __init__(self, embedder: Embedder, cached_rows: dict[str, int], batch_size: int) -> None:
+        self.embedder = embedder
+        self.cached_rows = cached_rows
+        self.block = max(1, batch_size * self.BLOCK_BATCHES)
+        self.fresh_rows: dict[str, int] = {}  # text hash -> row in the concatenated blocks
+        self.pending: list[str] = []  # texts whose hashes are in fresh_rows but not yet encoded
+        self.blocks: list[np.ndarray] = []
+        self.encoded = 0
+
+    def add(self, chunks: list[Chunk]) -> int:
+        """Queue the chunks' new texts; encode full blocks now. Returns texts encoded."""
+        for c in chunks:
+            h = text_hash(c.text)
+            if h not in self.cached_rows and h not in self.fresh_rows:
+                self.fresh_rows[h] = len(self.fresh_rows)
+                self.pending.append(c.text)
+        done = 0
+        while len(self.pending) >= self.block:
+            done += self._encode(self.pending[: self.block])
+            del self.pending[: self.block]
+        return done
+
+    def finish(self, progress: Progress) -> None:
+        """Encode what is left, reporting progress per embedder batch group."""
+        progress.start("embedding", len(self.pending))
+        if self.pending:
+            self._encode(self.pending, progress.advance)
+            self.pending = []
+
+    def _encode(self, texts: list[str], on_batch: Callable[[int], None] | None = None) -> int:
+        self.blocks.append(np.asarray(self.embedder.embed(texts, on_batch=on_batch), dtype=np.float32))
+        self.encoded += len(texts)
+        return len(texts)
+
+    def assemble(
+        self, chunks: list[Chunk], kept_rows: np.ndarray, old_vectors: np.ndarray | None
+    ) -> tuple[np.ndarray, int]:
+        """(kept old rows' vectors followed by `chunks`' vectors, how many came from the cache)."""
+        if self.blocks:
+            dim = self.blocks[0].shape[1]
+        elif old_vectors is not None:
+            dim = old_vectors.shape[1]
+        else:
+            dim = self.embedder.dim
+        n_kept = len(kept_rows)
+        out = np.empty((n_kept + len(chunks), dim), dtype=np.float32)
+        for begin in range(0, n_kept, 65536):  # blockwise from the memory map: no full copy
+            end = min(n_kept, begin + 65536)
+            out[begin:end] = old_vectors[kept_rows[begin:end]]  # type: ignore[index]
+        hashes = [text_hash(c.text) for c in chunks]
+        fresh = np.array([self.fresh_rows.get(h, -1) for h in hashes], dtype=np.int64)
+        cached = np.flatnonzero(fresh < 0)
+        if cached.size:
+            rows = np.array([self.cached_rows[hashes[i]] for i in cached.tolist()], dtype=np.int64)
+            out[n_kept + cached] = old_vectors[rows]  # type: ignore[index]
+        offset = 0
+        for block in self.blocks:
+            inside = np.flatnonzero((fresh >= offset) & (fresh < offset + len(block)))
+            out[n_kept + inside] = block[fresh[inside] - offset]
+            offset += len(block)
+        self.blocks = []
+        return out, int(cached.size)
+
+
+class _TokenizedTexts(Sequence[list[str]]):
+    """The store's chunk texts, tokenized on the fly each time they are iterated.
+
+    BM25Index.build makes two passes; re-tokenizing costs far less than holding every token
+    of a large index as Python strings at once (~60 bytes each)."""
+
+    def __init__(self, store: ChunkStore, analyzer: Callable[[str], list[str]]) -> None:
+        self.store = store
+        self.analyzer = analyzer
+        self.n = store.count_chunks()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[list[str]]:
+        analyzer = self.analyzer
+        for text in self.store.iter_chunk_texts():
+            yield analyzer(text)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        raise TypeError("tokenized texts are iterated, not indexed")
