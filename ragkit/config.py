@@ -323,7 +323,11 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     except FileNotFoundError:
         raise PipelineError(f"pipeline file not found: {path}") from None
     except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: invalid YAML: {exc}") from None
+        # Only the position: YAML's message quotes the offending line, which may hold a key.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot parse"
+        raise PipelineError(f"{path}: invalid YAML{where}: {problem}") from None
     return parse_pipeline(raw if raw is not None else {}, origin=str(path))
 
 
@@ -333,8 +337,12 @@ def parse_pipeline(raw: Any, origin: str = "<pipeline>") -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  - {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise PipelineError(f"{origin}: invalid pipeline:\n{problems}") from exc
+        # `from None`: pydantic's own error echoes the input values, which may include an api_key.
+        raise PipelineError(f"{origin}: invalid pipeline:\n{describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One `  - field.path: message` line per problem, for errors that name the field."""
+    return "\n".join(
+        f"  - {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )

@@ -1,26 +1,22 @@
 """Tests for the OpenAI-compatible generator, its prompt and citation resolution.
 
-The server in these tests is real HTTP: a stdlib `ThreadingHTTPServer` on 127.0.0.1 (random port)
-implementing `POST /v1/chat/completions` (a JSON reply, or server-sent events when the request
-says `stream: true`), and the real `openai` SDK talks to it over a socket. Only the model's
-replies are scripted, per test; the server records every request so tests can check exactly what
-the SDK sent. A test against a real LLM server comes with llama.cpp in a later issue.
+The server in these tests is real HTTP (`tests/fake_openai.py`: a stdlib `ThreadingHTTPServer` on
+127.0.0.1 implementing `POST /v1/chat/completions`, JSON or server-sent events), and the real
+`openai` SDK talks to it over a socket. Only the model's replies are scripted, per test; the server
+records every request so tests can check exactly what the SDK sent. A test against a real LLM
+server comes with llama.cpp in a later issue.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import socket
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fake_openai import FakeOpenAIServer, Reply, completion
 
 from ragkit.config import OpenAIGeneratorConfig
 from ragkit.generation.citations import resolve_citations
@@ -32,164 +28,9 @@ from ragkit.schema import Chunk, Document, Hit, Trace
 API_KEY = "test-secret-key-0123456789"
 MODEL = "scripted-model"
 
-# --- the scripted OpenAI-compatible server -------------------------------------------------------
 
-
-@dataclass
-class Reply:
-    """One scripted answer. `body` may be a function of the recorded request (e.g. to echo a header)."""
-
-    status: int = 200
-    body: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    deltas: list[str] | None = None  # streamed content pieces (for `stream: true` requests)
-    finish_reason: str = "stop"
-    cut_after: int | None = None  # stream: drop the connection after this many content deltas
-    chunked: bool = True  # stream framing; False = body delimited by closing the connection
-    delay_s: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def completion(text: str, finish_reason: str = "stop") -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": 0,
-        "model": MODEL,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": finish_reason,
-            }
-        ],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }
-
-
-def _chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-test",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": MODEL,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-    }
-
-
-class FakeOpenAIServer:
-    """Records requests; answers each with the next scripted `Reply` (500 if none is left)."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.replies: list[Reply] = []
-        self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # chunked transfer encoding for SSE
-
-            def log_message(self, format: str, *args: Any) -> None:  # keep pytest output clean
-                pass
-
-            def do_POST(self) -> None:
-                try:
-                    self._answer()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up first (the timeout test): nothing to answer
-
-            def _answer(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                request = {"path": self.path, "headers": headers, "body": json.loads(raw)}
-                with owner._lock:
-                    owner.requests.append(request)
-                    reply = owner.replies.pop(0) if owner.replies else None
-                if self.path != "/v1/chat/completions":
-                    self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
-                elif reply is None:
-                    self._json(500, {"error": {"message": "no scripted reply left", "type": "test_error"}})
-                else:
-                    time.sleep(reply.delay_s)
-                    if request["body"].get("stream") and reply.status == 200:
-                        self._sse(reply)
-                    else:
-                        body = reply.body(request) if callable(reply.body) else reply.body
-                        self._json(reply.status, body or {}, reply.headers)
-
-            def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _sse(self, reply: Reply) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                if reply.chunked:
-                    self.send_header("Transfer-Encoding", "chunked")
-                else:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-
-                def send(payload: str) -> None:
-                    data = f"data: {payload}\n\n".encode()
-                    if reply.chunked:
-                        data = f"{len(data):X}\r\n".encode() + data + b"\r\n"
-                    self.wfile.write(data)
-                    self.wfile.flush()
-
-                send(json.dumps(_chunk({"role": "assistant", "content": ""})))
-                for i, delta in enumerate(reply.deltas or []):
-                    if reply.cut_after is not None and i == reply.cut_after:
-                        # Drop the connection mid-body: no finish chunk, no [DONE], and (chunked)
-                        # no terminating zero-length chunk.
-                        self.close_connection = True
-                        return
-                    send(json.dumps(_chunk({"content": delta})))
-                send(json.dumps(_chunk({}, reply.finish_reason)))
-                send("[DONE]")
-                if reply.chunked:
-                    self.wfile.write(b"0\r\n\r\n")
-                else:
-                    self.close_connection = True
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def script(self, *replies: Reply) -> None:
-        self.replies.extend(replies)
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    fake = FakeOpenAIServer()
-    fake.thread.start()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hermetic: no ambient OpenAI settings, and no proxy between the SDK and 127.0.0.1."""
-    for name in (
-        "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_ADMIN_KEY", "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID", "OPENAI_CUSTOM_HEADERS",
-        "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-    ):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+# `server` (a running FakeOpenAIServer) and `hermetic_openai_env` are fixtures in conftest.py.
+pytestmark = pytest.mark.usefixtures("hermetic_openai_env")
 
 
 def make_hits() -> list[Hit]:

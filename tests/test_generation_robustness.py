@@ -1,5 +1,8 @@
 """Generator robustness against a real local HTTP server on 127.0.0.1 that injects faults.
 
+The server is the shared fake (`tests/fake_openai.py`), the real `openai` SDK talking to it over a
+socket; each test scripts its faults (429 + Retry-After, 5xx, resets, cut bodies, hangs).
+
 Retries, backoff and Retry-After are the `openai` SDK's (`_base_client.py`: retries on
 408/409/429/5xx, timeouts and connection errors; waits `retry-after-ms`/`Retry-After` when the
 server sends one of at most 120 s, else min(0.5 s * 2**n, 8 s) reduced by 0-25 % random jitter),
@@ -20,19 +23,14 @@ import logging
 import os
 import re
 import socket
-import struct
 import subprocess
 import sys
-import threading
-import time
 import traceback
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_openai import FakeOpenAIServer, Reply, completion, error_body
 
 from ragkit.config import OpenAIGeneratorConfig, PipelineConfig
 from ragkit.generation.errors import GenerationError
@@ -44,169 +42,41 @@ API_KEY = "sk-robustness-secret-0123456789abcdef"
 MODEL = "fault-model"
 
 
-# --- the fault-injecting server ----------------------------------------------------------------
+# --- the faults ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Fault:
-    """What the server does with one request.
+def Fault(  # noqa: N802 - named like the scripted reply it builds
+    kind: str = "ok",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    text: str = "Paris is the capital of France [1].",
+    deltas: list[str] | None = None,
+    cut_after: int | None = None,  # stream: drop the connection after this many deltas
+    hang_s: float = 0.0,
+) -> Reply:
+    """What the server does with one request, as a scripted `Reply` of the shared fake server.
 
-    kind: "ok" (a completion, or SSE when the request streams), "status" (`status` + `headers`),
-    "reset" (close the socket with RST before any response), "hang" (answer nothing for `hang_s`),
-    "truncate" (a 200 whose JSON body stops half-way: the connection closes under it).
+    kind: "ok" (a completion, or SSE of `deltas`, default `[text]`, when the request streams),
+    "status" (`status` + `headers`), "reset" (close the socket with RST before any response),
+    "hang" (answer nothing for `hang_s`, then "ok"), "truncate" (a 200 whose JSON body stops
+    half-way: the connection closes under it).
     """
-
-    kind: str = "ok"
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    text: str = "Paris is the capital of France [1]."
-    deltas: list[str] | None = None
-    cut_after: int | None = None  # stream: drop the connection after this many deltas
-    hang_s: float = 0.0
-
-
-class FaultServer:
-    def __init__(self) -> None:
-        self.faults: list[Fault] = []
-        self.requests: list[dict[str, Any]] = []  # received_at (monotonic), headers, body
-        self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with owner._lock:
-                    owner.requests.append(
-                        {
-                            "received_at": time.monotonic(),
-                            "headers": {k.lower(): v for k, v in self.headers.items()},
-                            "body": json.loads(raw),
-                        }
-                    )
-                    fault = owner.faults.pop(0) if owner.faults else Fault("status", 500)
-                try:
-                    self._serve(fault, json.loads(raw).get("stream", False))
-                except (BrokenPipeError, ConnectionResetError, OSError):
-                    self.close_connection = True  # the client gave up (timeout): nothing to do
-
-            def _serve(self, fault: Fault, stream: bool) -> None:
-                if fault.kind == "reset":
-                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    self.connection.close()  # RST: "connection reset by peer" on the client
-                    self.close_connection = True
-                    return
-                if fault.kind == "truncate":
-                    data = json.dumps(_completion(fault.text)).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data[: len(data) // 2])
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    self.close_connection = True
-                    return
-                if fault.kind == "hang":
-                    time.sleep(fault.hang_s)
-                    fault = Fault()
-                if fault.kind == "status":
-                    body = {"error": {"message": f"injected {fault.status}", "type": "injected_fault"}}
-                    self._json(fault.status, body, fault.headers)
-                elif stream:
-                    self._sse(fault)
-                else:
-                    self._json(200, _completion(fault.text))
-
-            def _json(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _sse(self, fault: Fault) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-
-                def send(payload: dict[str, Any] | str) -> None:
-                    text = payload if isinstance(payload, str) else json.dumps(payload)
-                    data = f"data: {text}\n\n".encode()
-                    self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-                    self.wfile.flush()
-
-                for i, delta in enumerate(fault.deltas or [fault.text]):
-                    if fault.cut_after is not None and i == fault.cut_after:
-                        self.close_connection = True
-                        return
-                    send(_chunk({"content": delta}))
-                send(_chunk({}, "stop"))
-                send("[DONE]")
-                self.wfile.write(b"0\r\n\r\n")
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # the reset fault closes sockets under the handler's feet on purpose
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def script(self, *faults: Fault) -> None:
-        self.faults.extend(faults)
-
-    def gaps(self) -> list[float]:
-        times = [r["received_at"] for r in self.requests]
-        return [b - a for a, b in zip(times, times[1:])]
+    if kind == "status":
+        body = error_body(f"injected {status}", "injected_fault")
+        return Reply(status=status, body=body, headers=headers or {})
+    if kind not in ("ok", "hang", "reset", "truncate"):
+        raise ValueError(f"unknown fault kind {kind!r}")
+    return Reply(
+        body=completion(text),
+        deltas=deltas or [text],
+        cut_after=cut_after,
+        delay_s=hang_s if kind == "hang" else 0.0,
+        fault="reset" if kind == "reset" else "truncate" if kind == "truncate" else None,
+    )
 
 
-def _completion(text: str) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fault", "object": "chat.completion", "created": 0, "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }  # fmt: skip
-
-
-def _chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 0, "model": MODEL,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-    }  # fmt: skip
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    fake = FaultServer()
-    fake.thread.start()
-    yield fake
-    fake.httpd.shutdown()
-    fake.httpd.server_close()
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_LOG", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-        "http_proxy", "https_proxy", "all_proxy",
-    ):  # fmt: skip
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+# `server` (a running FakeOpenAIServer) and `hermetic_openai_env` are fixtures in conftest.py.
+pytestmark = pytest.mark.usefixtures("hermetic_openai_env")
 
 
 def hits() -> list[Hit]:
@@ -214,7 +84,7 @@ def hits() -> list[Hit]:
     return [Hit(chunk=Chunk.from_span(doc, 0, len(doc.text)), score=1.0)]
 
 
-def generator(server: FaultServer, **overrides: Any) -> OpenAIGenerator:
+def generator(server: FakeOpenAIServer, **overrides: Any) -> OpenAIGenerator:
     settings: dict[str, Any] = {"model": MODEL, "base_url": server.base_url, "api_key": API_KEY, "timeout_s": 5.0}
     settings.update(overrides)
     return OpenAIGenerator(OpenAIGeneratorConfig(**settings))
@@ -224,7 +94,7 @@ def full_report(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
-def assert_clear_error(exc: GenerationError, server: FaultServer, *fragments: str) -> None:
+def assert_clear_error(exc: GenerationError, server: FakeOpenAIServer, *fragments: str) -> None:
     message = str(exc)
     assert f"{server.base_url}/chat/completions" in message and MODEL in message, message
     for fragment in fragments:
@@ -233,7 +103,7 @@ def assert_clear_error(exc: GenerationError, server: FaultServer, *fragments: st
     assert API_KEY not in report and API_KEY[:8] not in report
 
 
-def retry_counts(server: FaultServer) -> list[str]:
+def retry_counts(server: FakeOpenAIServer) -> list[str]:
     """The SDK numbers its attempts in a header: proof that the retries are the SDK's."""
     return [r["headers"].get("x-stainless-retry-count", "?") for r in server.requests]
 
@@ -241,7 +111,7 @@ def retry_counts(server: FaultServer) -> list[str]:
 # --- retries and backoff -------------------------------------------------------------------------
 
 
-def test_429_waits_for_retry_after_then_succeeds(server: FaultServer) -> None:
+def test_429_waits_for_retry_after_then_succeeds(server: FakeOpenAIServer) -> None:
     server.script(
         Fault("status", 429, {"Retry-After": "1"}),
         Fault("status", 429, {"Retry-After": "1"}),
@@ -254,7 +124,7 @@ def test_429_waits_for_retry_after_then_succeeds(server: FaultServer) -> None:
     assert all(gap >= 0.95 for gap in server.gaps()), server.gaps()
 
 
-def test_5xx_backs_off_exponentially_with_jitter(server: FaultServer) -> None:
+def test_5xx_backs_off_exponentially_with_jitter(server: FakeOpenAIServer) -> None:
     server.script(Fault("status", 500), Fault("status", 503), Fault(text="Paris [1]."))
     answer = generator(server, max_retries=2).generate("Capital?", hits(), Trace())
     assert answer.text == "Paris [1]."
@@ -265,7 +135,7 @@ def test_5xx_backs_off_exponentially_with_jitter(server: FaultServer) -> None:
     assert first < 8 and second < 8, (first, second)  # not a minutes-long stall
 
 
-def test_backoff_jitter_and_cap_in_the_installed_sdk(server: FaultServer) -> None:
+def test_backoff_jitter_and_cap_in_the_installed_sdk(server: FakeOpenAIServer) -> None:
     """The SDK's delay function itself (private API): jittered, exponential, capped at 8 s."""
     from openai._models import FinalRequestOptions
 
@@ -278,21 +148,21 @@ def test_backoff_jitter_and_cap_in_the_installed_sdk(server: FaultServer) -> Non
     assert max(later) <= 8.0  # capped
 
 
-def test_connection_reset_is_retried(server: FaultServer) -> None:
+def test_connection_reset_is_retried(server: FakeOpenAIServer) -> None:
     server.script(Fault("reset"), Fault("reset"), Fault(text="Paris [1]."))
     answer = generator(server, max_retries=2).generate("Capital?", hits(), Trace())
     assert answer.text == "Paris [1]."
     assert len(server.requests) == 3
 
 
-def test_response_cut_mid_body_is_retried(server: FaultServer) -> None:
+def test_response_cut_mid_body_is_retried(server: FakeOpenAIServer) -> None:
     server.script(Fault("truncate"), Fault(text="Paris [1]."))
     answer = generator(server, max_retries=2).generate("Capital?", hits(), Trace())
     assert answer.text == "Paris [1]."
     assert len(server.requests) == 2
 
 
-def test_timeouts_are_retried_then_fail_naming_the_endpoint(server: FaultServer) -> None:
+def test_timeouts_are_retried_then_fail_naming_the_endpoint(server: FakeOpenAIServer) -> None:
     server.script(*[Fault("hang", hang_s=1.5) for _ in range(3)])
     with pytest.raises(GenerationError) as info:
         generator(server, max_retries=2, timeout_s=0.3).generate("Capital?", hits(), Trace())
@@ -300,7 +170,7 @@ def test_timeouts_are_retried_then_fail_naming_the_endpoint(server: FaultServer)
     assert len(server.requests) == 3  # the first attempt and two retries
 
 
-def test_retries_exhausted_gives_the_last_status(server: FaultServer) -> None:
+def test_retries_exhausted_gives_the_last_status(server: FakeOpenAIServer) -> None:
     server.script(*[Fault("status", 503, {"retry-after-ms": "20"}) for _ in range(3)])
     with pytest.raises(GenerationError) as info:
         generator(server, max_retries=2).generate("Capital?", hits(), Trace())
@@ -309,7 +179,7 @@ def test_retries_exhausted_gives_the_last_status(server: FaultServer) -> None:
     assert len(server.requests) == 3
 
 
-def test_client_errors_are_not_retried(server: FaultServer) -> None:
+def test_client_errors_are_not_retried(server: FakeOpenAIServer) -> None:
     server.script(Fault("status", 400), Fault(text="never asked"))
     with pytest.raises(GenerationError) as info:
         generator(server, max_retries=3).generate("Capital?", hits(), Trace())
@@ -317,7 +187,7 @@ def test_client_errors_are_not_retried(server: FaultServer) -> None:
     assert len(server.requests) == 1
 
 
-def test_retry_after_beyond_two_minutes_fails_at_once(server: FaultServer) -> None:
+def test_retry_after_beyond_two_minutes_fails_at_once(server: FakeOpenAIServer) -> None:
     # The SDK refuses to sleep longer than 120 s: a clear error now beats a silent 10-minute stall.
     server.script(Fault("status", 429, {"Retry-After": "600"}), Fault(text="never asked"))
     with pytest.raises(GenerationError) as info:
@@ -343,7 +213,7 @@ def test_unreachable_endpoint_is_retried_and_named() -> None:
 # --- streaming -------------------------------------------------------------------------------------
 
 
-def test_stream_request_is_retried_before_the_answer_starts(server: FaultServer) -> None:
+def test_stream_request_is_retried_before_the_answer_starts(server: FakeOpenAIServer) -> None:
     server.script(Fault("status", 503, {"retry-after-ms": "20"}), Fault("reset"), Fault(deltas=["Paris ", "[1]."]))
     trace = Trace()
     stream = generator(server, max_retries=2).generate_stream("Capital?", hits(), trace)
@@ -352,7 +222,7 @@ def test_stream_request_is_retried_before_the_answer_starts(server: FaultServer)
     assert len(server.requests) == 3
 
 
-def test_stream_cut_midway_after_a_retry_is_partial_and_flagged(server: FaultServer) -> None:
+def test_stream_cut_midway_after_a_retry_is_partial_and_flagged(server: FakeOpenAIServer) -> None:
     server.script(
         Fault("status", 429, {"retry-after-ms": "20"}),
         Fault(deltas=["Paris is ", "the capital [1]", " of France."], cut_after=2),
@@ -367,7 +237,7 @@ def test_stream_cut_midway_after_a_retry_is_partial_and_flagged(server: FaultSer
 # --- secrets -------------------------------------------------------------------------------------
 
 
-def test_key_never_in_debug_logs(server: FaultServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_key_never_in_debug_logs(server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
     server.script(Fault("status", 503, {"retry-after-ms": "10"}), Fault("reset"), Fault(text="Paris [1]."))
     server.script(*[Fault("status", 401) for _ in range(2)])
     with caplog.at_level(logging.DEBUG):  # root: openai, httpx, httpcore all propagate here
@@ -407,7 +277,9 @@ def _fenced_blocks(user: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_cli_openai_query_keeps_key_secret_and_injection_fenced(server: FaultServer, tmp_path: Path) -> None:
+def test_cli_openai_query_keeps_key_secret_and_injection_fenced(
+    server: FakeOpenAIServer, tmp_path: Path
+) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "louvre.md").write_text("# The Louvre\n\nThe Louvre museum in Paris opened in 1793.\n")

@@ -57,8 +57,16 @@ GOOD = ["corpus/big.txt", "corpus/deep.html", "corpus/guide.md", "corpus/latin1.
 def _drop_file_capabilities() -> None:  # runs in the child between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH: out of the bounding set
-        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP; if refused, permissions_apply() says so
+
+
+def permissions_apply(path: Path) -> bool:
+    """Whether the CLI subprocess (as `ragkit` runs it here) is refused a mode-000 file."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys; open(sys.argv[1]).read()", str(path)], capture_output=True,
+        preexec_fn=_drop_file_capabilities if os.geteuid() == 0 else None,
+    )  # fmt: skip
+    return probe.returncode != 0
 
 
 def ragkit(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -123,6 +131,10 @@ def hostile(embedder):  # type: ignore[no-untyped-def]
             earlier.ingest([Path("earlier")])
         finally:
             os.chdir(old)
+        if not permissions_apply(base / "corpus" / "unreadable.txt"):  # e.g. root without CAP_SETPCAP
+            (base / "corpus" / "unreadable.txt").unlink()
+            EXPECTED_FAILURES.pop("corpus/unreadable.txt")
+            print("warning: file permissions cannot be enforced here; the unreadable-file case is skipped")
         before = _documents(base / "index")
         result = ragkit("ingest", "corpus", "missing", "--index", "index", "--json", cwd=base, check=False)
         yield base, result, before
@@ -208,6 +220,7 @@ def test_symlinks_outside_the_root_are_followed_only_when_asked(hostile) -> None
     base, _, _ = hostile
     (base / "follow.yaml").write_text("loader: {follow_symlinks: true}\nretrieval: {rerank: {name: none}}\n")
     result = ragkit("ingest", "corpus", "--index", "index", "--pipeline", "follow.yaml", "--json", cwd=base, check=False)
+    assert result.returncode == 1 and result.stdout, (result.returncode, result.stderr[-3000:])
     report = json.loads(result.stdout)
     failed = {f["path"] for f in report["files_failed"]}
     assert "corpus/outside.txt" not in failed

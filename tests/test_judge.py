@@ -1,8 +1,9 @@
 """The LLM faithfulness judge against a real local OpenAI-compatible HTTP server.
 
-The server is a stdlib `ThreadingHTTPServer` on 127.0.0.1; the real `openai` SDK talks to it over
-a socket. Each test scripts the model's replies (by stage: claim extraction or verdicts) and the
-server records every request, so the tests check both the parsing and what was sent.
+The server is the shared fake (`tests/fake_openai.py`: a stdlib `ThreadingHTTPServer` on 127.0.0.1);
+the real `openai` SDK talks to it over a socket. Each test scripts the model's replies (by stage:
+claim extraction or verdicts) and the server records every request, so the tests check both the
+parsing and what was sent.
 """
 
 from __future__ import annotations
@@ -10,75 +11,53 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_openai import FakeOpenAIServer, Reply, completion, error_body
 
 from ragkit.config import OpenAIGeneratorConfig
 from ragkit.eval.faithfulness import FaithfulnessResult
 from ragkit.eval.judge import CLAIMS_SYSTEM, JudgeError, LLMJudgeScorer, ScoreError, parse_claims, parse_verdicts
 from ragkit.generation.errors import GenerationError
 
+# The judge talks to the local test server only: ignore any OPENAI_*/proxy settings of the machine.
+pytestmark = pytest.mark.usefixtures("hermetic_openai_env")
+
 MODEL = "judge-model"
 CONTEXT = "Paris is the capital and largest city of France. It has about 2.1 million inhabitants."
 
 
+def _stage(body: dict[str, Any]) -> str:
+    return "claims" if body["messages"][0]["content"] == CLAIMS_SYSTEM else "verdicts"
+
+
 class JudgeServer:
-    """Answers POST /v1/chat/completions with `script(stage, request_body) -> (status, content)`."""
+    """The shared fake server, answering with `script(stage, request_body) -> (status, content)`."""
 
     def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
         self.script: Callable[[str, dict[str, Any]], tuple[int, str]] = lambda stage, body: (500, "")
-        owner = self
+        self.http = FakeOpenAIServer(respond=self._respond)
+        self.requests = self.http.requests  # path, headers, body, received_at
+        self.url = self.http.base_url
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-                stage = "claims" if body["messages"][0]["content"] == CLAIMS_SYSTEM else "verdicts"
-                owner.requests.append({"stage": stage, "body": body})
-                status, content = owner.script(stage, body)
-                if status == 200:
-                    reply = {
-                        "id": "x", "object": "chat.completion", "created": 0, "model": MODEL,
-                        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                                     "finish_reason": "stop"}],
-                    }
-                else:
-                    reply = {"error": {"message": content or "scripted failure", "type": "test"}}
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+    def _respond(self, request: dict[str, Any]) -> Reply:
+        status, content = self.script(_stage(request["body"]), request["body"])
+        if status == 200:
+            return Reply(body=completion(content))
+        return Reply(status=status, body=error_body(content or "scripted failure", "test"))
 
     def stages(self) -> list[str]:
-        return [r["stage"] for r in self.requests]
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return [_stage(r["body"]) for r in self.requests]
 
 
 @pytest.fixture
 def server() -> Iterator[JudgeServer]:
     s = JudgeServer()
-    yield s
-    s.close()
+    with s.http:
+        yield s
 
 
 def config(server: JudgeServer, **overrides: Any) -> OpenAIGeneratorConfig:

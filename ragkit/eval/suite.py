@@ -90,7 +90,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ragkit.config import PipelineConfig, PipelineError, load_pipeline, parse_pipeline
+from ragkit.config import (
+    PipelineConfig,
+    PipelineError,
+    describe_validation_error,
+    load_pipeline,
+    parse_pipeline,
+)
 from ragkit.eval.answers import (
     containment,
     context_precision,
@@ -273,10 +279,7 @@ def load_suite(path: str | Path) -> Suite:
     try:
         return Suite.model_validate(raw)
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  - {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise SuiteError(f"{path}: invalid suite:\n{problems}") from None
+        raise SuiteError(f"{path}: invalid suite:\n{describe_validation_error(exc)}") from None
 
 
 # --- questions files -----------------------------------------------------------------------------

@@ -1,0 +1,21 @@
+"""Shared pytest fixtures (visible to every module in tests/, active only where a test names them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fake_openai import FakeOpenAIServer, clean_openai_env
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    """A running `FakeOpenAIServer` (nothing scripted yet), shut down after the test."""
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def hermetic_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ambient OpenAI settings, and no proxy between the SDK and 127.0.0.1."""
+    clean_openai_env(monkeypatch)
