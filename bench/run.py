@@ -162,6 +162,16 @@ def tables(results: list[dict[str, Any]]) -> str:
             f"| {rank} | {s['type']} ({s['storage']}) | {s['recall@10']:.3f} / {s['recall@50']:.3f} | {alt} "
             f"| {rc['queries']} |"
         )
+    for r in results:
+        sweep = r["recall"].get("hnsw_sweep")
+        if not sweep:
+            continue
+        lines += ["", f"**HNSW on the real MiniLM vectors** ({r['build']['chunks']:,} chunks, served exactly; M=32, "
+                  f"{sweep[0]['storage']} storage; recall vs exact for the benchmark questions)", "",
+                  "| ef_construction | ef_search | build | recall@10 | recall@50 |", "|---|---|---|---|---|"]  # fmt: skip
+        for e in sweep:
+            lines.append(f"| {e['ef_construction']} | {e['ef_search']} | {e['build_s']:.1f} s | {e['recall@10']:.3f} "
+                         f"| {e['recall@50']:.3f} |")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -428,12 +428,23 @@ def phase_recall(args: dict[str, Any]) -> dict[str, Any]:
 
     served = FaissDenseIndex.load(gen_dir)
     out["served"] = {**served.describe(), **recall(served)}
-    if served.kind == "flat" and args.get("also_hnsw", True):
-        # What the approximate index would give on these same vectors.
+    if served.kind == "flat" and not args["synthetic"]:
+        # What the approximate index would give on these same vectors: the defaults, and a
+        # small sweep of build/search breadth (the measurements behind the defaults).
         defaults = FaissConfig()
-        t = time.perf_counter()
-        hnsw = FaissDenseIndex.build(vectors, defaults.model_copy(update={"index": "hnsw"}))
-        out["hnsw_default"] = {**hnsw.describe(), "build_s": time.perf_counter() - t, **recall(hnsw)}
+        sweep = []
+        for efc in sorted({80, defaults.hnsw.ef_construction}):
+            config = defaults.model_copy(update={"index": "hnsw", "hnsw": defaults.hnsw.model_copy(update={"ef_construction": efc})})
+            t = time.perf_counter()
+            hnsw = FaissDenseIndex.build(vectors, config)
+            build_s = time.perf_counter() - t
+            for ef in sorted({128, 256, defaults.hnsw.ef_search}):
+                hnsw.set_search_params(ef_search=ef)
+                entry = {**hnsw.describe(), "build_s": build_s, **recall(hnsw)}
+                sweep.append(entry)
+                if efc == defaults.hnsw.ef_construction and ef == defaults.hnsw.ef_search:
+                    out["hnsw_default"] = entry
+        out["hnsw_sweep"] = sweep
     return out
 
 

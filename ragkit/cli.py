@@ -168,8 +168,9 @@ def query(
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
             hit = next(h for h in answer.hits if h.chunk.id == c.chunk_id)
+            pages = hit.chunk.metadata.get("pages") or []
             page = hit.chunk.metadata.get("page")
-            where = f", page {page}" if page else ""
+            where = f", pages {pages[0]}-{pages[-1]}" if len(pages) > 1 else (f", page {page}" if page else "")
             out.print(f"  [{c.n}] {c.source}{where} (chars {c.start}-{c.end})", markup=False, highlight=False)
     for warning in answer.trace.warnings:
         err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)

@@ -200,3 +200,44 @@ def test_real_embedder_output_matches_sentence_transformers_encode():
     out = embedder.embed(texts)
     expected = embedder._model.encode(texts, batch_size=4, normalize_embeddings=True, convert_to_numpy=True)
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_changing_only_the_faiss_backend_rebuilds_the_index_without_embedding(tmp_path):
+    write(tmp_path, docs(20), HashEmbedder())
+    _, before = contents(tmp_path)
+    embedder = HashEmbedder()
+    hnsw = parse_pipeline({"dense": {"embedder": {"batch_size": 1}, "backend": {"index": "hnsw", "storage": "float32"}}})
+    assert hnsw.index_signature() == CONFIG.index_signature()  # same chunks and vectors: compatible
+    stats = write(tmp_path, docs(20), embedder, config=hnsw)
+    assert stats.published and stats.generation == 2 and stats.texts_embedded == 0 and embedder.calls == []
+    assert stats.documents_unchanged == 20 and stats.chunks_total == 60
+    snap = IndexSnapshot.open(tmp_path)
+    try:
+        assert snap.dense.kind == "hnsw" and snap.pipeline.dense.backend.index == "hnsw"
+        assert np.array_equal(snap.dense.index.reconstruct_n(0, 60), before)
+    finally:
+        snap.close()
+    # the same backend again: nothing to do
+    assert not write(tmp_path, docs(20), HashEmbedder(), config=hnsw).published
+
+
+def test_embed_query_runs_on_one_torch_thread_and_restores_the_count():
+    import torch
+
+    class ThreadsModel(RecordingModel):
+        def encode(self, texts, **kwargs):
+            self.threads = torch.get_num_threads()
+            return super().encode(texts, **kwargs)
+
+    embedder = SentenceTransformerEmbedder(PipelineConfig().dense.embedder)
+    model = ThreadsModel()
+    embedder.__dict__["_model"] = model
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert np.array_equal(embedder.embed_query("saturn"), vector("saturn"))
+        assert model.threads == 1 and torch.get_num_threads() == 2
+        embedder.embed(["a", "b"])  # batches keep every thread
+        assert model.threads == 2
+    finally:
+        torch.set_num_threads(before)

@@ -71,9 +71,11 @@ class WriteStats(BaseModel):
     )
 
 
-def check_pipeline_compatible(index_dir: Path, manifest: Manifest, config: PipelineConfig) -> None:
-    """Chunks and vectors of one index must come from one chunker/embedder/analyzer setup."""
-    stored = load_pipeline(index_dir / manifest.directory / PIPELINE_FILE).index_signature()
+def check_pipeline_compatible(index_dir: Path, manifest: Manifest, config: PipelineConfig) -> PipelineConfig:
+    """Chunks and vectors of one index must come from one chunker/embedder/analyzer setup.
+    Returns the pipeline the current generation was built with."""
+    pipeline = load_pipeline(index_dir / manifest.directory / PIPELINE_FILE)
+    stored = pipeline.index_signature()
     wanted = config.index_signature()
     if stored != wanted:
         differing = sorted(k for k in wanted if stored.get(k) != wanted.get(k))
@@ -81,6 +83,7 @@ def check_pipeline_compatible(index_dir: Path, manifest: Manifest, config: Pipel
             f"index {index_dir} was built with different {', '.join(differing)} settings than "
             "this pipeline; use a new --index directory (or the index's own pipeline)"
         )
+    return pipeline
 
 
 def write_generation(
@@ -106,8 +109,12 @@ def write_generation(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     current = read_current(index_dir)
+    # A different dense backend (faiss type/parameters) alone is a change: the next generation
+    # rebuilds the faiss index from the stored vectors, without embedding anything.
+    backend_changed = False
     if current is not None:
-        check_pipeline_compatible(index_dir, current, config)
+        stored = check_pipeline_compatible(index_dir, current, config)
+        backend_changed = stored.dense.backend != config.dense.backend
     generation = current.generation + 1 if current else 1
     stats = WriteStats(generation=generation)
 
@@ -149,7 +156,7 @@ def write_generation(
         stats.documents_updated = sum(d.id in old_hashes for d in changed)
         stats.documents_added = len(changed) - stats.documents_updated
         stats.documents_deleted = len(deleted)
-        if not changed and not deleted:
+        if not changed and not deleted and not backend_changed:
             store.close()
             shutil.rmtree(new_dir)
             totals = current.documents if current else 0, current.chunks if current else 0
