@@ -323,19 +323,31 @@ class PipelineError(ValueError):
     """A pipeline file that cannot be used; the message names the file and field."""
 
 
-def load_pipeline(path: str | Path) -> PipelineConfig:
+def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError]) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; problems raise `error` naming the file.
+
+    Only the error position is shown: YAML's own message quotes the offending line, which may
+    hold a key.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise PipelineError(f"pipeline file not found: {path}") from None
+        raise error(f"{what} file not found: {path}") from None
     except yaml.YAMLError as exc:
-        # Only the position: YAML's message quotes the offending line, which may hold a key.
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
-        raise PipelineError(f"{path}: invalid YAML{where}: {problem}") from None
-    return parse_pipeline(raw if raw is not None else {}, origin=str(path))
+        raise error(f"{path}: invalid YAML{where}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise error(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def load_pipeline(path: str | Path) -> PipelineConfig:
+    return parse_pipeline(read_yaml_mapping(path, "pipeline", PipelineError), origin=str(path))
 
 
 def parse_pipeline(raw: Any, origin: str = "<pipeline>") -> PipelineConfig:

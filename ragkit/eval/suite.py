@@ -95,6 +95,7 @@ from ragkit.config import (
     PipelineError,
     describe_validation_error,
     load_pipeline,
+    read_yaml_mapping,
     parse_pipeline,
 )
 from ragkit.eval.answers import (
@@ -146,6 +147,13 @@ ANSWER_METRICS: dict[str, str] = {
     "false_abstention_rate": "answerable questions answered 'I don't know'",
 }
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _check_name(value: str) -> str:
+    """Names become file and directory names in the report: keep them safe."""
+    if not _NAME.match(value):
+        raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-' only")
+    return value
 DEFAULT_SAMPLE = 20
 _FULL_RUN_DEPTH = 100  # chunks retrieved for a retrieval metric without "@k"
 _REPORT_EXAMPLES = 5
@@ -205,12 +213,7 @@ class DatasetSpec(_Strict):
     sample_questions: int | None = Field(DEFAULT_SAMPLE, ge=0)
     seed: int = 0
 
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-' only")
-        return value
+    _safe_name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 
     @model_validator(mode="after")
     def _kind_fields(self) -> DatasetSpec:
@@ -237,12 +240,7 @@ class Suite(_Strict):
     metrics: list[str] = Field(min_length=1)
     thresholds: list[ThresholdSpec] = Field(default_factory=list)
 
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"{value!r}: use letters, digits, '.', '_' and '-' only")
-        return value
+    _safe_name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 
     @field_validator("metrics")
     @classmethod
@@ -268,14 +266,7 @@ class Suite(_Strict):
 def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file; problems raise `SuiteError` naming the file and field."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SuiteError(f"suite file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SuiteError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "suite", SuiteError)
     try:
         return Suite.model_validate(raw)
     except ValidationError as exc:
