@@ -244,12 +244,15 @@ RerankConfig = Annotated[
 class RetrievalConfig(Strict):
     dense_k: int = Field(50, gt=0, description="candidates taken from the dense index")
     sparse_k: int = Field(50, gt=0, description="candidates taken from the sparse index")
-    # RRF stays the default: the convex weights tuned on boolq-dev score higher there (held-out
-    # nDCG@10 0.943 vs 0.909) but min-max fails on degenerate score lists (a corpus with
-    # thousands of identical chunks ties the whole dense top-k and drowns exact BM25 matches;
-    # tests/test_hostile.py). Opt in with `fusion: {name: convex}` until duplicates are merged.
-    fusion: FusionConfig = Field(default_factory=RRFConfig)
+    # Convex (0.75 dense / 0.25 sparse, min-max) tuned on boolq-dev: held-out nDCG@10 0.943 vs
+    # 0.909 for equal-weight RRF (docs/benchmarks.md). It relies on `merge_duplicates`: without it
+    # thousands of identical chunks tie the dense top-k, min-max rates them all 1 and they drown
+    # exact BM25 matches (tests/test_hostile.py).
+    fusion: FusionConfig = Field(default_factory=ConvexConfig)
     rerank: RerankConfig = Field(default_factory=CrossEncoderRerankConfig)
+    merge_duplicates: bool = Field(
+        True, description="merge candidates with identical chunk text before fusion (one hit per text)"
+    )
     top_k: int = Field(5, gt=0, description="hits handed to the generator")
 
 

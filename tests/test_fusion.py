@@ -3,7 +3,7 @@
 import pytest
 
 from ragkit.config import ConvexConfig, RRFConfig
-from ragkit.retrieval.fusion import convex_combination, fuse, min_max, reciprocal_rank_fusion
+from ragkit.retrieval.fusion import convex_combination, fuse, min_max, reciprocal_rank_fusion, merge_duplicates
 
 import numpy as np
 
@@ -50,3 +50,30 @@ def test_convex_combination():
 def test_fuse_dispatches_on_config_and_handles_empty_lists():
     assert fuse({"dense": DENSE, "sparse": []}, RRFConfig())[0].row == 10
     assert fuse({"dense": [], "sparse": []}, ConvexConfig()) == []
+
+
+def test_merge_duplicates_keeps_one_row_per_text_at_its_best_rank():
+    # rows 20..22 share one text ("dup"); dense ranks them 1-3, sparse ranks row 22 second.
+    key_of_row = {20: "dup", 21: "dup", 22: "dup", 30: "a", 31: "b"}
+    merged = merge_duplicates(
+        {"dense": [(21, 0.9), (20, 0.9), (22, 0.9), (30, 0.5)], "sparse": [(31, 7.0), (22, 6.0), (30, 1.0)]},
+        key_of_row,
+    )
+    # the same representative (lowest row, 20) in both lists, at each list's best rank for that text
+    assert merged["dense"] == [(20, 0.9), (30, 0.5)]
+    assert merged["sparse"] == [(31, 7.0), (20, 6.0), (30, 1.0)]
+    fused = convex_combination(merged, weights={"dense": 0.75, "sparse": 0.25})
+    assert sorted(f.row for f in fused) == [20, 30, 31]  # one fused candidate per text
+
+
+def test_merging_duplicates_stops_a_flood_of_identical_chunks_from_drowning_a_real_match():
+    # 50 identical dense candidates tie; min-max of a constant list is all ones. Unmerged, every
+    # copy outranks the exact BM25 match; merged, the match is second.
+    flood = [(row, 0.42) for row in range(50)]
+    key_of_row = {row: "same paragraph" for row in range(50)} | {99: "the answer"}
+    rankings = {"dense": flood, "sparse": [(99, 12.0)]}
+    weights = {"dense": 0.75, "sparse": 0.25}
+    unmerged = convex_combination(rankings, weights)
+    assert [f.row for f in unmerged].index(99) == 50
+    merged = convex_combination(merge_duplicates(rankings, key_of_row), weights)
+    assert [f.row for f in merged] == [0, 99]

@@ -155,6 +155,16 @@ class ChunkStore:
             raise LookupError(f"index rows {missing[:5]} have no chunk in the store: index is inconsistent")
         return [found[r] for r in wanted]
 
+    def text_hashes(self, rows: Sequence[int]) -> dict[int, str]:
+        """The chunk-text hash of each given row (rows with identical text share a hash)."""
+        found: dict[int, str] = {}
+        wanted = sorted({int(r) for r in rows})
+        for start in range(0, len(wanted), 500):  # stay under SQLite's bound-parameter limit
+            part = wanted[start : start + 500]
+            marks = ",".join("?" * len(part))
+            found.update(self.db.execute(f"SELECT row, text_hash FROM chunks WHERE row IN ({marks})", part))
+        return found
+
     def doc_ids_by_row(self) -> list[str]:
         """The document id of every chunk row, in row order (maps chunk hits to documents)."""
         return [doc_id for (doc_id,) in self.db.execute("SELECT doc_id FROM chunks ORDER BY row")]

@@ -38,6 +38,33 @@ def _sorted(fused: dict[int, Fused]) -> list[Fused]:
     return sorted(fused.values(), key=lambda f: (-f.score, f.row))
 
 
+def merge_duplicates(rankings: Mapping[str, Ranking], key_of_row: Mapping[int, str]) -> dict[str, Ranking]:
+    """Collapse candidates with the same key (chunk-text hash) into one row before fusing.
+
+    Identical chunks (boilerplate, a file repeated 1,000 times) otherwise fill a retriever's
+    whole candidate list with one text: the fused top-k shows it k times, and min-max
+    normalisation of such a constant list rates it as highly as a real match. Every list maps a
+    text to the same representative row (its lowest row, so dense and sparse agree) and keeps
+    that text's best rank only.
+    """
+    representative: dict[str, int] = {}
+    for ranking in rankings.values():
+        for row, _ in ranking:
+            key = key_of_row[int(row)]
+            representative[key] = min(int(row), representative.get(key, int(row)))
+    merged: dict[str, Ranking] = {}
+    for name, ranking in rankings.items():
+        seen: set[str] = set()
+        kept: list[tuple[int, float]] = []
+        for row, score in ranking:
+            key = key_of_row[int(row)]
+            if key not in seen:
+                seen.add(key)
+                kept.append((representative[key], float(score)))
+        merged[name] = kept
+    return merged
+
+
 def reciprocal_rank_fusion(
     rankings: Mapping[str, Ranking], k: float = 60.0, weights: Mapping[str, float] | None = None
 ) -> list[Fused]:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from ragkit.config import RetrievalConfig
 from ragkit.indexes.embedder import Embedder
 from ragkit.indexes.snapshot import IndexSnapshot
-from ragkit.retrieval.fusion import Fused, fuse
+from ragkit.retrieval.fusion import Fused, Ranking, fuse, merge_duplicates
 from ragkit.retrieval.rerank import NoReranker, Reranker
 from ragkit.schema import Hit, RetrieverScore, Trace
 
@@ -37,12 +37,21 @@ class HybridRetriever:
         dense_rows, dense_scores = self.snapshot.dense.search_batch(vectors, dense_k)
         sparse = self.snapshot.sparse.search_batch([self.analyzer(q) for q in questions], sparse_k)
         return [
-            {
-                "dense": [(int(r), float(s)) for r, s in zip(rows, scores)],
-                "sparse": [(int(r), float(s)) for r, s in zip(*sparse_hits)],
-            }
+            self.merged(
+                {
+                    "dense": [(int(r), float(s)) for r, s in zip(rows, scores)],
+                    "sparse": [(int(r), float(s)) for r, s in zip(*sparse_hits)],
+                }
+            )
             for rows, scores, sparse_hits in zip(dense_rows, dense_scores, sparse)
         ]
+
+    def merged(self, rankings: dict[str, Ranking]) -> dict[str, Ranking]:
+        """`rankings` with identical chunk texts merged (when configured; see `merge_duplicates`)."""
+        if not self.config.merge_duplicates:
+            return rankings
+        rows = [row for ranking in rankings.values() for row, _ in ranking]
+        return merge_duplicates(rankings, self.snapshot.store.text_hashes(rows))
 
     def retrieve(self, question: str, trace: Trace, top_k: int | None = None) -> list[Hit]:
         top_k = top_k or self.config.top_k
@@ -55,7 +64,7 @@ class HybridRetriever:
         if not sparse:
             trace.warn("sparse retrieval matched no chunk (no query term occurs in the index)")
         with trace.stage("fusion"):
-            fused = fuse({"dense": dense, "sparse": sparse}, self.config.fusion)
+            fused = fuse(self.merged({"dense": dense, "sparse": sparse}), self.config.fusion)
         candidates = self.hits(fused[: max(top_k, self.rerank_depth)])
         with trace.stage("rerank"):
             candidates = self.reranker.rerank(question, candidates, trace)
