@@ -12,19 +12,10 @@ from ragkit.indexes.layout import IndexLocked, IndexStoreError, read_current, wr
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
-from ragkit.schema import Chunk, Document
+from ragkit.schema import Document
+from paragraph_chunks import paragraphs
 
 CONFIG = PipelineConfig()
-
-
-def paragraphs(document: Document) -> list[Chunk]:
-    """A simple, exact chunker for these tests: one chunk per paragraph."""
-    chunks, start = [], 0
-    for part in document.text.split("\n\n"):
-        if part.strip():
-            chunks.append(Chunk.from_span(document, start, start + len(part)))
-        start += len(part) + 2
-    return chunks
 
 
 class CountingEmbedder(SentenceTransformerEmbedder):

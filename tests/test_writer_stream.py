@@ -19,7 +19,8 @@ from ragkit.indexes.maintenance import verify_index
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
-from ragkit.schema import Chunk, Document
+from ragkit.schema import Document
+from paragraph_chunks import paragraphs
 
 # batch_size 1 -> the writer encodes in blocks of 32 texts
 CONFIG = parse_pipeline({"dense": {"embedder": {"batch_size": 1}}})
@@ -53,15 +54,6 @@ class HashEmbedder:
 
     def embed_query(self, text):
         return vector(text)
-
-
-def paragraphs(document: Document) -> list[Chunk]:
-    chunks, start = [], 0
-    for part in document.text.split("\n\n"):
-        if part.strip():
-            chunks.append(Chunk.from_span(document, start, start + len(part)))
-        start += len(part) + 2
-    return chunks
 
 
 def docs(n: int, tag: str = "") -> list[Document]:
