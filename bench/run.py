@@ -273,16 +273,18 @@ def main() -> None:
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "loadavg_start": os.getloadavg()[0]}
     root = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix="ragkit-bench-"))
     results = []
+    # A subset run must not overwrite the full run's saved results (or its docs section).
+    out_name = f"{mode}-{'-'.join(s[0] for s in scales)}.json" if opts.scales else f"{mode}.json"
     try:
         for name, chunks, real in scales:
             results.append(bench_scale(name, chunks, real, opts, root / name))
             RESULTS.mkdir(parents=True, exist_ok=True)
-            (RESULTS / f"{mode}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+            (RESULTS / out_name).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     finally:
         if not opts.workdir:
             shutil.rmtree(root, ignore_errors=True)
     meta.update(loadavg_end=os.getloadavg()[0], total_s=time.perf_counter() - started)
-    (RESULTS / f"{mode}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    (RESULTS / out_name).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     section = markdown(mode, results, meta)
     print(section)
     if not opts.no_doc and not opts.scales:
