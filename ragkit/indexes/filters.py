@@ -64,7 +64,9 @@ def filterable_metadata(
 #
 # What chroma cannot express directly is translated, not refused: several fields in one mapping
 # (implicit $and), several operators on one field, $and/$or with one clause, $in/$nin lists mixing
-# kinds (chroma wants one type per list: ["a", 3] becomes an $or of two $in clauses).
+# kinds (chroma wants one type per list: ["a", 3] becomes an $or of two $in clauses), and
+# fractional float operands, which chroma compares with integer values after truncating them
+# (see `_chroma_leaf`; chroma alone would say 2 == 2.5).
 
 FIELD_OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte")
 LOGICAL_OPERATORS = ("$and", "$or")
@@ -123,18 +125,57 @@ class Condition:
 
     def to_chroma(self) -> dict[str, Any]:
         if self.op not in ("$in", "$nin"):
-            return {self.field: {self.op: self.value}}
-        # chroma wants one type per list (it rejects [3, 1.5] and ["a", 3]): split by type.
+            return _chroma_leaf(self.field, self.op, self.value)  # type: ignore[arg-type]
+        # chroma wants one type per list (it rejects [3, 1.5] and ["a", 3]): split by type, and
+        # give each fractional float its own corrected clause (see _chroma_leaf).
+        single = "$eq" if self.op == "$in" else "$ne"
         groups: dict[type, list[Scalar]] = {}
+        clauses = []
         for v in self.value:  # type: ignore[union-attr]
-            groups.setdefault(type(v), []).append(v)
-        clauses = [{self.field: {self.op: values}} for values in groups.values()]
+            if _fractional(v):
+                clauses.append(_chroma_leaf(self.field, single, v))
+            else:
+                groups.setdefault(type(v), []).append(v)
+        clauses = [{self.field: {self.op: values}} for values in groups.values()] + clauses
         if len(clauses) == 1:
             return clauses[0]
         return {"$or" if self.op == "$in" else "$and": clauses}
 
     def to_json(self) -> Any:
         return {self.field: {self.op: list(self.value) if isinstance(self.value, tuple) else self.value}}
+
+
+def _fractional(value: Any) -> bool:
+    return isinstance(value, float) and not value.is_integer()
+
+
+def _chroma_leaf(field: str, op: str, x: Scalar) -> dict[str, Any]:
+    """`{field: {op: x}}` for chroma, corrected for how chroma 1.5.9 compares a fractional float
+    operand with *integer* values: against the operand truncated toward zero (measured:
+    {"$in": [2.5]} matches the int 2, {"$lt": 2.5} misses it, {"$eq": -0.5} matches 0), while
+    float values compare exactly. Clauses with integer operands (exact for both) add or remove
+    the one integer that truncation gets wrong, so chroma selects what `matches` selects."""
+    clause = {field: {op: x}}
+    if not _fractional(x):
+        return clause
+    low, high, truncated = math.floor(x), math.ceil(x), int(x)  # type: ignore[arg-type]
+    assert isinstance(x, float)
+
+    def exact(o: str, v: int) -> dict[str, Any]:
+        return {field: {o: v}}
+
+    if op == "$eq":  # chroma also matches the int trunc(x)
+        return {"$and": [clause, exact("$ne", truncated)]}
+    if op == "$ne":
+        return {"$or": [clause, exact("$eq", truncated)]}
+    # ints: v > x <=> v >= ceil(x); v < x <=> v <= floor(x). trunc is floor above 0, ceil below.
+    if op == "$gt":
+        return clause if x > 0 else {"$or": [clause, exact("$eq", high)]}
+    if op == "$gte":
+        return {"$and": [clause, exact("$ne", low)]} if x > 0 else clause
+    if op == "$lt":
+        return {"$or": [clause, exact("$eq", low)]} if x > 0 else clause
+    return clause if x > 0 else {"$and": [clause, exact("$ne", high)]}  # $lte
 
 
 def _same(actual: Scalar, expected: Scalar) -> bool:
