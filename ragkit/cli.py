@@ -263,6 +263,12 @@ def status(
                 "(left by an interrupted ingest; removed by the next one)"
             )
         out.print(f"  writer:      {'PID ' + str(info.writer_pid) + ' is ingesting' if info.writer_pid else 'none'}")
+        if info.filter_fields:  # what `query --filter` can use
+            fields = ", ".join(
+                f"{name} ({'/'.join(sorted(kinds))}, {sum(kinds.values())} chunks)"
+                for name, kinds in sorted(info.filter_fields.items())
+            )
+            out.print(f"  filterable:  {fields}", markup=False, highlight=False, soft_wrap=True)
         if report is not None:
             out.print(f"[bold]Verify[/]: {'ok' if report.ok else 'FAILED'}", highlight=False)
             for check in report.checks:
