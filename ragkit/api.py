@@ -21,6 +21,7 @@ from ragkit.chunkers import make_chunker
 from ragkit.config import LoaderConfig, PipelineConfig, load_pipeline
 from ragkit.generation import Generator, make_generator
 from ragkit.indexes.embedder import Embedder, make_embedder
+from ragkit.indexes.filters import MetadataFilter
 from ragkit.indexes.layout import PIPELINE_FILE, IndexStoreError, read_current, require_current, writer_lock
 from ragkit.indexes.maintenance import (
     DeleteReport,
@@ -35,7 +36,7 @@ from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import Progress, WriteStats, write_generation
 from ragkit.loaders import LoadedFile, discover, load_file
-from ragkit.retrieval.hybrid import HybridRetriever
+from ragkit.retrieval.hybrid import FilterSpec, HybridRetriever
 from ragkit.retrieval.rerank import Reranker, make_reranker
 from ragkit.schema import Answer, Document, Hit, LoadFailure, Trace
 
@@ -218,18 +219,29 @@ class RAG:
             self.snapshot(), self.embedder, self.analyzer, self.config.retrieval, self.reranker
         )
 
-    def retrieve(self, question: str, top_k: int | None = None, trace: Trace | None = None) -> list[Hit]:
-        return self.retriever().retrieve(question, trace or Trace(), top_k)
+    def retrieve(
+        self,
+        question: str,
+        top_k: int | None = None,
+        trace: Trace | None = None,
+        filter: FilterSpec | None = None,
+    ) -> list[Hit]:
+        """Hits for `question`; `filter` keeps only chunks whose metadata passes it, e.g.
+        `{"source": "a.md"}` or `{"page": {"$gte": 3}}` (see `MetadataFilter`)."""
+        return self.retriever().retrieve(question, trace or Trace(), top_k, filter=filter)
 
-    def query(self, question: str, top_k: int | None = None) -> Answer:
-        """Retrieve, rerank and answer `question` with citations; the trace says what happened."""
+    def query(self, question: str, top_k: int | None = None, filter: FilterSpec | None = None) -> Answer:
+        """Retrieve, rerank and answer `question` with citations; the trace says what happened.
+        `filter`: as in `retrieve` (a filter matching nothing gives the no-answer reply)."""
         if not question.strip():
             raise ValueError("question is empty")
+        if filter is not None:
+            filter = MetadataFilter.parse(filter)  # a bad filter fails before any model is loaded
         trace = Trace()
         if not self.embedder.loaded:  # first query: keep model loading out of the "dense" time
             with trace.stage("load_models"):
                 self.embedder.load()
-        hits = self.retrieve(question, top_k, trace)
+        hits = self.retrieve(question, top_k, trace, filter=filter)
         with trace.stage("generate"):
             generated = self.generator.generate(question, hits, trace)
         return Answer(text=generated.text, citations=generated.citations, hits=hits, trace=trace)

@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ragkit.api import DEFAULT_INDEX_DIR, RAG, IngestReport
 from ragkit.config import PipelineConfig, PipelineError, load_pipeline
 from ragkit.generation.errors import GenerationError
+from ragkit.indexes.filters import FilterError, MetadataFilter
 from ragkit.indexes.layout import IndexStoreError, read_current
 from ragkit.models import ModelUnavailable
 
@@ -153,11 +154,25 @@ def query(
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Hits handed to the generator.")] = None,
     pipeline: PipelineOption = None,
     as_json: JsonOption = False,
+    filter_json: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help='Only chunks whose metadata passes this JSON filter, e.g. \'{"source": "a.md"}\' or '
+            '\'{"page": {"$gte": 3}}\' ($eq $ne $in $nin $gt $gte $lt $lte $and $or; see README).',
+        ),
+    ] = None,
 ) -> None:
     """Answer QUESTION from the index, citing the chunks the answer comes from."""
+    metadata_filter = None
+    if filter_json is not None:
+        try:
+            metadata_filter = MetadataFilter.parse(filter_json)
+        except FilterError as exc:
+            fail(f"--filter: {exc}")
     try:
         rag = RAG(load_pipeline(pipeline), index) if pipeline else RAG.open(index)
-        answer = rag.query(question, top_k=top_k)
+        answer = rag.query(question, top_k=top_k, filter=metadata_filter)
     except USER_ERRORS as exc:
         fail(str(exc))
     if as_json:
@@ -248,6 +263,12 @@ def status(
                 "(left by an interrupted ingest; removed by the next one)"
             )
         out.print(f"  writer:      {'PID ' + str(info.writer_pid) + ' is ingesting' if info.writer_pid else 'none'}")
+        if info.filter_fields:  # what `query --filter` can use
+            fields = ", ".join(
+                f"{name} ({'/'.join(sorted(kinds))}, {sum(kinds.values())} chunks)"
+                for name, kinds in sorted(info.filter_fields.items())
+            )
+            out.print(f"  filterable:  {fields}", markup=False, highlight=False, soft_wrap=True)
         if report is not None:
             out.print(f"[bold]Verify[/]: {'ok' if report.ok else 'FAILED'}", highlight=False)
             for check in report.checks:

@@ -16,13 +16,21 @@ similarity up to the quantisation error. `auto` storage keeps exact search exact
 stores HNSW vectors as float16: half the memory of the largest part of a big index, with recall
 unchanged (measured 1.000 vs float32's 1.000 at 100K vectors; see docs/benchmarks.md). Row i of the index is chunk row i of the store, so no
 id map is needed.
+
+Filtered search (`allowed`, a boolean mask over rows from the store's metadata filter): a small
+allowed set (at most `EXACT_FILTER_ROWS` rows, or under `SELECTOR_MIN_FRACTION` of an approximate
+index) is searched exactly, by brute force over just those rows' float32 embeddings; HNSW and
+IVF with a selector miss results when few rows qualify (the graph walk / probed lists hold too
+few allowed rows). Larger allowed sets use faiss' own search with an `IDSelectorBitmap`, exact
+for flat indexes, with efSearch / nprobe widened by 1/fraction for approximate ones; a query
+that still comes back short of k is redone exactly.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,6 +49,14 @@ INDEX_FILE = "dense.faiss"
 SMALL_BATCH = 8
 # faiss' k-means warns below 39 training points per centroid; IVF/PQ training needs that many.
 MIN_POINTS_PER_CENTROID = 39
+
+# Filtered search: brute force over the allowed rows up to this many of them (20K x 384 floats:
+# a few ms on one thread), or when they are this small a fraction of an approximate (hnsw/ivfpq)
+# index. Instance attributes of the same name override them (tests use small indexes).
+EXACT_FILTER_ROWS = 20_000
+SELECTOR_MIN_FRACTION = 0.02
+# Upper bound for the widened HNSW search breadth of a filtered query.
+MAX_FILTER_EF = 4096
 
 _SQ_TYPES = {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}
 
@@ -64,9 +80,15 @@ def ivf_nlist(n_vectors: int, config: FaissConfig) -> int:
 
 
 class FaissDenseIndex:
-    def __init__(self, index: faiss.Index, note: str | None = None) -> None:
+    def __init__(self, index: faiss.Index, note: str | None = None, vectors_file: Path | None = None) -> None:
         self.index = index
         self.note = note  # why the built index differs from the configured one (fallbacks)
+        # The generation's float32 embeddings (row i = index row i), memory-mapped on first
+        # filtered search; without it, vectors are reconstructed from the index.
+        self.vectors_file = vectors_file
+        self._vectors: np.ndarray | None = None
+        self.exact_filter_rows = EXACT_FILTER_ROWS
+        self.selector_min_fraction = SELECTOR_MIN_FRACTION
 
     # --- construction ------------------------------------------------------------------
 
@@ -145,17 +167,37 @@ class FaissDenseIndex:
 
     # --- search --------------------------------------------------------------------------
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k rows and scores for one query vector (fewer when the index is smaller)."""
-        rows, scores = self.search_batch(query.reshape(1, -1), k)
+    def search(
+        self,
+        query: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k rows and scores for one query vector (fewer when the index is smaller).
+
+        `allowed`: a boolean mask over rows; only rows where it is True are returned. `where` is
+        the same filter as a chroma clause, for backends that filter by themselves; faiss filters
+        by `allowed` and ignores it.
+        """
+        rows, scores = self.search_batch(query.reshape(1, -1), k, allowed, where)
         return rows[0], scores[0]
 
-    def search_batch(self, queries: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def search_batch(
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        where: Mapping[str, Any] | None = None,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Top-k rows and scores for each row of `queries`: one faiss call for the whole batch
-        (faiss spreads queries over its threads). Results equal `search` on each query."""
+        (faiss spreads queries over its threads). Results equal `search` on each query.
+        `allowed` / `where` as in `search`."""
         queries = np.asarray(queries)
         if queries.ndim != 2:
             raise ValueError(f"expected a 2-d array of query vectors, got shape {queries.shape}")
+        if allowed is not None:
+            return self._search_allowed(queries, k, allowed)
         k = min(k, len(self))
         if k <= 0 or len(queries) == 0:
             empty = [np.zeros(0, dtype=np.int64) for _ in range(len(queries))]
@@ -174,6 +216,67 @@ class FaissDenseIndex:
                 scores, rows = self.index.search(queries, k)
         keep = rows >= 0  # faiss pads with -1 when fewer than k results exist
         return [r[m] for r, m in zip(rows, keep)], [s[m] for s, m in zip(scores, keep)]
+
+    def _search_allowed(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        allowed = np.asarray(allowed)
+        if allowed.dtype != np.bool_ or allowed.shape != (len(self),):
+            raise ValueError(
+                f"allowed must be a boolean mask of shape ({len(self)},), got {allowed.dtype} {allowed.shape}"
+            )
+        n_allowed = int(np.count_nonzero(allowed))
+        k = min(k, n_allowed)
+        if k <= 0 or len(queries) == 0:  # nothing allowed: empty results, as for an empty index
+            return self.search_batch(queries, 0)
+        if queries.shape[1] != self.dim:
+            return self.search_batch(queries, k)  # raises the dimension error
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        fraction = n_allowed / len(self)
+        if n_allowed <= self.exact_filter_rows or (self.kind != "flat" and fraction < self.selector_min_fraction):
+            return self._exact(queries, k, np.flatnonzero(allowed))
+        selector = faiss.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))
+        params: faiss.SearchParameters
+        if isinstance(self.index, faiss.IndexHNSW):
+            ef = min(MAX_FILTER_EF, max(int(math.ceil(max(self.index.hnsw.efSearch, k) / fraction)), k))
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=ef)
+        elif isinstance(self.index, faiss.IndexIVF):
+            ivf = faiss.extract_index_ivf(self.index)
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=min(ivf.nlist, math.ceil(ivf.nprobe / fraction)))
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        with _single_thread(len(queries) < SMALL_BATCH):
+            scores, rows = self.index.search(queries, k, params=params)
+        keep = rows >= 0
+        out_rows = [r[m] for r, m in zip(rows, keep)]
+        out_scores = [s[m] for s, m in zip(scores, keep)]
+        short = [i for i, r in enumerate(out_rows) if len(r) < k]
+        if short:  # the approximate walk found too few allowed rows: exact for those queries
+            exact_rows, exact_scores = self._exact(queries[short], k, np.flatnonzero(allowed))
+            for i, r, sc in zip(short, exact_rows, exact_scores):
+                out_rows[i], out_scores[i] = r, sc
+        return out_rows, out_scores
+
+    def _exact(
+        self, queries: np.ndarray, k: int, rows: np.ndarray
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Brute-force inner product over `rows` only (faiss' exact k-NN on their vectors)."""
+        with _single_thread(len(queries) < SMALL_BATCH):
+            vectors = self.vectors(rows)
+            scores, positions = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        keep = positions >= 0
+        return [rows[p[m]] for p, m in zip(positions, keep)], [s[m] for s, m in zip(scores, keep)]
+
+    def vectors(self, rows: np.ndarray) -> np.ndarray:
+        """float32 vectors of `rows`: the stored embeddings when known, else decoded from the index."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self._vectors is None and self.vectors_file is not None and self.vectors_file.exists():
+            self._vectors = np.load(self.vectors_file, mmap_mode="r")
+        if self._vectors is not None:
+            return np.ascontiguousarray(self._vectors[rows], dtype=np.float32)
+        if isinstance(self.index, faiss.IndexIVF):
+            faiss.extract_index_ivf(self.index).make_direct_map()
+        return self.index.reconstruct_batch(rows)
 
     # --- checking --------------------------------------------------------------------------
 
@@ -215,7 +318,11 @@ class FaissDenseIndex:
     @classmethod
     def load(cls, directory: Path) -> FaissDenseIndex:
         # Search parameters (ef_search, nprobe) are stored in the file with the index.
-        return cls(faiss.read_index(str(Path(directory) / INDEX_FILE)))  # already the concrete type
+        from ragkit.indexes.layout import EMBEDDINGS_FILE
+
+        directory = Path(directory)
+        index = faiss.read_index(str(directory / INDEX_FILE))  # already the concrete type
+        return cls(index, vectors_file=directory / EMBEDDINGS_FILE)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -84,6 +84,11 @@ class IndexStatus(BaseModel):
         default_factory=list, description="newer, never published: left by a crashed writer"
     )
     writer_pid: int | None = Field(None, description="PID holding the writer lock now, if any")
+    filter_fields: dict[str, dict[str, int]] = Field(
+        default_factory=dict,
+        description="metadata fields a query can filter on: field -> {value kind: chunks} "
+        "(empty for an index written before filters existed)",
+    )
 
 
 def _tree_size(path: Path) -> int:
@@ -127,10 +132,12 @@ def index_status(index_dir: str | Path) -> IndexStatus:
     manifest = require_current(index_dir)
     current = index_dir / manifest.directory
     sources = 0
+    filter_fields: dict[str, dict[str, int]] = {}
     try:
         store = ChunkStore.open(current / STORE_FILE)
         try:
             sources = int(store.db.execute("SELECT count(DISTINCT source) FROM documents").fetchone()[0])
+            filter_fields = store.field_counts() if store.has_chunk_fields() else {}
         finally:
             store.close()
     except (OSError, RuntimeError, ValueError) as exc:
@@ -151,6 +158,7 @@ def index_status(index_dir: str | Path) -> IndexStatus:
         previous_generations=[g for g in generations if g < manifest.directory],
         unpublished_generations=[g for g in generations if g > manifest.directory],
         writer_pid=lock_holder(index_dir),
+        filter_fields=filter_fields,
     )
 
 

@@ -180,6 +180,7 @@ def write_generation(
             "UPDATE chunks SET row = ? WHERE row = ?",
             [(new, old) for new, old in enumerate(kept_rows.tolist()) if new != old],
         )
+        store.renumber_chunk_fields(kept_rows)
 
         new_chunks = [c for d in changed for c in doc_chunks[d.id]]
         del doc_chunks
@@ -195,6 +196,7 @@ def write_generation(
         clock = time.perf_counter()
         store.add_documents(changed)
         store.add_chunks(enumerate(new_chunks, start=len(kept_rows)))
+        store.add_chunk_fields(start_row=len(kept_rows))  # from the stored rows: what filters see
         store.commit()
         del new_chunks, changed, incoming
         timings["store"] = time.perf_counter() - clock
