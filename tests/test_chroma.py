@@ -41,6 +41,7 @@ from ragkit.indexes.filters import filterable_metadata
 from ragkit.indexes.layout import EMBEDDINGS_FILE, read_current, writer_lock
 from ragkit.indexes.maintenance import verify_index
 from ragkit.indexes.snapshot import IndexSnapshot
+from ragkit.indexes.store import text_hash
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
 from ragkit.schema import Chunk, Document
@@ -314,9 +315,34 @@ def _ties_equal(a_ids: list[int], a_scores: np.ndarray, b_ids: list[int], b_scor
     return True
 
 
+class CachedEmbedder:
+    """The real bundled MiniLM, with its vectors kept in pytest's cache directory (keyed by text
+    hash): embedding 2,000 passages costs about a minute on two cores, so it is done once."""
+
+    def __init__(self, real: SentenceTransformerEmbedder, cache_dir: Path) -> None:
+        self.real = real
+        self.path = cache_dir / "vectors.npz"
+        self.vectors: dict[str, np.ndarray] = {}
+        if self.path.exists():
+            with np.load(self.path) as saved:
+                self.vectors = dict(zip(saved["keys"].tolist(), saved["vectors"]))
+        self.model_id, self.dim, self.loaded = real.model_id, real.dim, True
+
+    def embed(self, texts, on_batch=None):  # type: ignore[no-untyped-def]
+        keys = [text_hash(t) for t in texts]
+        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self.vectors}.items())
+        if missing:
+            fresh = self.real.embed([t for _, t in missing])
+            self.vectors.update(zip([k for k, _ in missing], np.asarray(fresh, dtype=np.float32)))
+            np.savez(self.path, keys=np.array(list(self.vectors)), vectors=np.stack(list(self.vectors.values())))
+        return np.stack([self.vectors[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not BOOLQ.is_dir(), reason=f"{BOOLQ} not present (shared datasets)")
-def test_parity_with_exact_faiss_on_boolq(tmp_path: Path, embedder: CountingEmbedder) -> None:
+def test_parity_with_exact_faiss_on_boolq(
+    tmp_path: Path, embedder: CountingEmbedder, request: pytest.FixtureRequest
+) -> None:
     corpus = []
     with open(BOOLQ / "corpus.jsonl", encoding="utf-8") as handle:
         for line in handle:
@@ -327,6 +353,7 @@ def test_parity_with_exact_faiss_on_boolq(tmp_path: Path, embedder: CountingEmbe
     with open(BOOLQ / "queries.jsonl", encoding="utf-8") as handle:
         questions = [json.loads(line)["text"] for _, line in zip(range(PARITY_QUERIES), handle)]
 
+    embedder = CachedEmbedder(embedder, request.config.cache.mkdir("chroma-parity-minilm"))  # type: ignore[assignment]
     index_dir = tmp_path / "index"
     whole = lambda d: [Chunk.from_span(d, 0, len(d.text))]  # noqa: E731 - one chunk per passage
     with writer_lock(index_dir):
