@@ -532,3 +532,22 @@ def test_auth_token_is_sent_and_a_wrong_one_is_a_clear_error(
         monkeypatch.setenv("CHROMA_AUTH_TOKEN", "stale-token")
         with pytest.raises(ChromaBackendError, match="HTTP 401"):
             IndexSnapshot.open(tmp_path / "index")
+
+
+def test_hnsw_settings_ef_search_changes_in_place_others_need_a_new_collection(
+    tmp_path: Path, embedder: CountingEmbedder
+) -> None:
+    index_dir = tmp_path / "index"
+    write = writer(index_dir, embedder)
+    write(SOLAR, config_with({"name": "chroma"}))
+    stats = write(SOLAR, config_with({"name": "chroma", "hnsw": {"ef_search": 300}}))
+    assert stats.published and embedder.encoded == [] and stats.vectors_upserted == 0  # same collection
+    snapshot = IndexSnapshot.open(index_dir)
+    collection = open_collection(snapshot.pipeline.dense.backend, index_dir, create=False)
+    assert collection.configuration_json["hnsw"]["ef_search"] == 300
+    snapshot.close()
+    with pytest.raises(ChromaBackendError, match="max_neighbors 32 .configured 16.*new name"):
+        write(SOLAR, config_with({"name": "chroma", "hnsw": {"ef_search": 300, "max_neighbors": 16}}))
+    stats = write(SOLAR, config_with({"name": "chroma", "collection": "solar-m16", "hnsw": {"max_neighbors": 16}}))
+    assert stats.published and embedder.encoded == [] and stats.vectors_upserted == 5
+    assert collection_ids(index_dir) == store_ids(index_dir)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -269,7 +270,10 @@ def _check_hnsw(collection: Collection, config: ChromaConfig, index_dir: Path) -
             "(the next ingest fills it from the stored vectors)"
         )
     if hnsw.get("ef_search") != config.hnsw.ef_search:
-        collection.modify(configuration={"hnsw": {"ef_search": config.hnsw.ef_search}})
+        with warnings.catch_warnings():
+            # chroma calls a collection without an embedding function "legacy"; that is the point.
+            warnings.filterwarnings("ignore", "legacy embedding function config", DeprecationWarning)
+            collection.modify(configuration={"hnsw": {"ef_search": config.hnsw.ef_search}})
 
 
 # --- records from a generation ------------------------------------------------------------------
