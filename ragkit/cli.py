@@ -254,6 +254,7 @@ def status(
         out.print(f"  documents:   {info.documents} from {info.sources} source files")
         out.print(f"  chunks:      {info.chunks} (dense, sparse and store)")
         out.print(f"  model:       {info.embedding_model} ({info.dim} dimensions)", markup=False, highlight=False)
+        out.print(f"  dense:       {info.dense_backend}", markup=False, highlight=False)
         out.print(f"  on disk:     {_size(info.size_bytes)} ({_size(info.generation_size_bytes)} published generation)")
         if info.previous_generations:
             out.print(f"  previous:    {', '.join(info.previous_generations)} (kept for readers)")

@@ -165,7 +165,65 @@ class FaissConfig(Strict):
         return storage
 
 
-DenseBackendConfig = Annotated[Annotated[FaissConfig, Tag("faiss")], _named("faiss")]
+CHROMA_AUTH_TOKEN_ENV = "CHROMA_AUTH_TOKEN"
+
+
+class ChromaHNSWConfig(Strict):
+    """The chroma collection's HNSW index. `space: ip` makes chroma's distance 1 - inner product,
+    so scores equal faiss inner product (cosine on normalised vectors). Defaults are generous:
+    with them chroma returned exactly exact-faiss's ids in exact order on the boolq-dev parity
+    slice (tests/test_chroma.py)."""
+
+    space: Literal["ip", "cosine"] = "ip"
+    max_neighbors: int = Field(32, ge=2, description="HNSW M; fixed when the collection is created")
+    ef_construction: int = Field(200, gt=0, description="fixed when the collection is created")
+    ef_search: int = Field(256, gt=0, description="query-time breadth; changeable on an existing collection")
+
+
+class ChromaConfig(Strict):
+    """Vectors in a chroma collection: embedded (a local directory) or a `chroma run` server.
+
+    ragkit always sends its own embeddings; chroma never embeds anything."""
+
+    name: Literal["chroma"] = "chroma"
+    mode: Literal["embedded", "server"] | None = Field(
+        None, description="null: server when `host` is set, else embedded"
+    )
+    path: str | None = Field(
+        None, description="embedded: chroma's directory; null: `chroma/` in the index dir (relative: to it)"
+    )
+    host: str | None = Field(None, description="server host (server mode)")
+    port: int = Field(8000, gt=0, lt=65536)
+    ssl: bool = False
+    auth_token: SecretStr | None = Field(
+        None, description=f"server token; default ${CHROMA_AUTH_TOKEN_ENV} (never saved)"
+    )
+    auth_header: Literal["Authorization", "X-Chroma-Token"] = Field(
+        "Authorization", description="Authorization sends `Bearer TOKEN`"
+    )
+    collection: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$",
+        description="null: ragkit-<hash of the index dir>, chosen at the first ingest and saved with the index",
+    )
+    batch_size: int | None = Field(None, gt=0, description="upsert batch; null: the client's max batch size")
+    hnsw: ChromaHNSWConfig = Field(default_factory=ChromaHNSWConfig)
+
+    @property
+    def resolved_mode(self) -> Literal["embedded", "server"]:
+        return self.mode or ("server" if self.host else "embedded")
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_embedded(cls, path: str | None, info: Any) -> str | None:
+        if path is not None and info.data.get("mode") == "server":
+            raise ValueError("path applies to embedded mode; a server keeps its own (`chroma run --path`)")
+        return path
+
+
+DenseBackendConfig = Annotated[
+    Annotated[FaissConfig, Tag("faiss")] | Annotated[ChromaConfig, Tag("chroma")], _named("faiss")
+]
 
 
 class DenseConfig(Strict):
@@ -303,8 +361,8 @@ class PipelineConfig(Strict):
     def index_signature(self) -> dict[str, Any]:
         """The parts that shape what is stored in an index: changing them needs a rebuild.
 
-        The dense *backend* (faiss index type and parameters) is not part of it: the writer
-        rebuilds the faiss index from the stored vectors when only that changes, no re-embedding.
+        The dense *backend* (faiss index type and parameters, or chroma) is not part of it: the
+        writer rebuilds the dense index from the stored vectors when only that changes, no re-embedding.
         """
         return self.model_dump(mode="json", include={"chunker": True, "dense": {"embedder"}, "sparse": True})
 
@@ -314,6 +372,9 @@ class PipelineConfig(Strict):
         generator = data.get("generator", {})
         if "api_key" in generator:
             generator["api_key"] = None
+        backend = data.get("dense", {}).get("backend", {})
+        if "auth_token" in backend:
+            backend["auth_token"] = None
         return yaml.safe_dump(data, sort_keys=False)
 
 

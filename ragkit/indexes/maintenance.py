@@ -89,6 +89,7 @@ class IndexStatus(BaseModel):
         description="metadata fields a query can filter on: field -> {value kind: chunks} "
         "(empty for an index written before filters existed)",
     )
+    dense_backend: str = Field("faiss", description="where the vectors are searched (faiss, or chroma and where)")
 
 
 def _tree_size(path: Path) -> int:
@@ -143,7 +144,18 @@ def index_status(index_dir: str | Path) -> IndexStatus:
     except (OSError, RuntimeError, ValueError) as exc:
         raise IndexStoreError(f"index generation {current} is damaged ({exc}); run `ragkit status --verify`") from exc
     generations = sorted(p.name for p in index_dir.glob("gen-*") if p.is_dir())
+    try:
+        backend = load_pipeline(current / PIPELINE_FILE).dense.backend
+    except ValueError as exc:
+        raise IndexStoreError(f"index generation {current} is damaged ({exc}); run `ragkit status --verify`") from exc
+    if backend.name == "chroma":
+        from ragkit.indexes.chroma_dense import describe_config
+
+        dense_backend = describe_config(backend, index_dir)
+    else:
+        dense_backend = f"faiss {backend.index}"
     return IndexStatus(
+        dense_backend=dense_backend,
         index_dir=str(index_dir),
         generation=manifest.generation,
         directory=manifest.directory,
@@ -258,6 +270,8 @@ def verify_index(
             )
         if getattr(pipeline.generator, "api_key", None) is not None:
             problems.append(f"{PIPELINE_FILE} contains an API key (it must never be saved)")
+        if getattr(pipeline.dense.backend, "auth_token", None) is not None:
+            problems.append(f"{PIPELINE_FILE} contains a chroma auth token (it must never be saved)")
         return problems, f"generation {manifest.generation} ({manifest.directory})"
 
     if not checker.run("manifest", check_manifest):
@@ -317,7 +331,23 @@ def verify_index(
     store_ok = checker.run("store", check_store)
     texts: list[str] = state.get("texts", [])  # type: ignore[assignment]
 
+    def check_chroma() -> tuple[list[str], str]:
+        from ragkit.indexes.chroma_dense import verify_collection
+
+        vectors = np.load(path / EMBEDDINGS_FILE, mmap_mode="r")
+        state["vectors"] = vectors
+        problems = []
+        if vectors.ndim != 2 or vectors.shape[0] != manifest.chunks or vectors.shape[1] != manifest.dim:
+            problems.append(f"{EMBEDDINGS_FILE} has shape {vectors.shape}; the manifest says "
+                            f"{manifest.chunks} x {manifest.dim}")
+        if store_ok and len(vectors) != len(texts):
+            problems.append(f"{EMBEDDINGS_FILE} holds {len(vectors)} vectors, the store {len(texts)} chunks")
+        chroma_problems, detail = verify_collection(index_dir, path, pipeline.dense.backend, max(sample, 16))  # type: ignore[arg-type]
+        return problems + chroma_problems, detail
+
     def check_dense() -> tuple[list[str], str]:
+        if pipeline.dense.backend.name == "chroma":
+            return check_chroma()
         vectors = np.load(path / EMBEDDINGS_FILE, mmap_mode="r")
         dense = FaissDenseIndex.load(path)
         problems = []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ragkit.config import PipelineConfig, load_pipeline
 from ragkit.indexes.bm25 import BM25Index
+from ragkit.indexes.dense import DenseIndex
 from ragkit.indexes.faiss_dense import FaissDenseIndex
 from ragkit.indexes.layout import (
     PIPELINE_FILE,
@@ -26,7 +27,7 @@ class IndexSnapshot:
     manifest: Manifest
     pipeline: PipelineConfig
     store: ChunkStore
-    dense: FaissDenseIndex
+    dense: DenseIndex  # FaissDenseIndex, or ChromaDenseIndex for `dense.backend: chroma`
     sparse: BM25Index
 
     @property
@@ -41,8 +42,10 @@ class IndexSnapshot:
         try:
             pipeline = load_pipeline(path / PIPELINE_FILE)
             store = ChunkStore.open(path / STORE_FILE)
-            dense = FaissDenseIndex.load(path)
+            dense = _load_dense(index_dir, path, pipeline, store)
             sparse = BM25Index.load(path / SPARSE_DIR)
+        except IndexStoreError:
+            raise  # already says what to do (e.g. chroma server not reachable)
         except (OSError, RuntimeError, ValueError) as exc:
             raise IndexStoreError(
                 f"index generation {path} is damaged or incomplete ({exc}); re-run the ingest"
@@ -64,3 +67,12 @@ class IndexSnapshot:
 
     def close(self) -> None:
         self.store.close()
+
+
+def _load_dense(index_dir: Path, path: Path, pipeline: PipelineConfig, store: ChunkStore) -> DenseIndex:
+    backend = pipeline.dense.backend
+    if backend.name == "chroma":
+        from ragkit.indexes.chroma_dense import ChromaDenseIndex  # chromadb is imported only when used
+
+        return ChromaDenseIndex.load(index_dir, path, backend, store)
+    return FaissDenseIndex.load(path)

@@ -9,6 +9,7 @@ loader thread of `RAG.ingest`) parses the next files.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +36,8 @@ from ragkit.indexes.layout import (
 )
 from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
 from ragkit.schema import Chunk, Document
+
+log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
@@ -66,6 +69,8 @@ class WriteStats(BaseModel):
     documents_total: int = 0
     chunks_total: int = 0
     published: bool = False
+    vectors_upserted: int = Field(0, description="records written to an external dense store (chroma)")
+    vectors_deleted: int = Field(0, description="records deleted from an external dense store (chroma)")
     timings: dict[str, float] = Field(
         default_factory=dict, description="seconds per writer phase (stream, embed_tail, store, indexes)"
     )
@@ -109,12 +114,20 @@ def write_generation(
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     current = read_current(index_dir)
-    # A different dense backend (faiss type/parameters) alone is a change: the next generation
-    # rebuilds the faiss index from the stored vectors, without embedding anything.
-    backend_changed = False
-    if current is not None:
-        stored = check_pipeline_compatible(index_dir, current, config)
-        backend_changed = stored.dense.backend != config.dense.backend
+    stored = check_pipeline_compatible(index_dir, current, config) if current is not None else None
+    chroma = None
+    if config.dense.backend.name == "chroma":
+        # Connect (and reconcile what a crashed writer left) before anything is embedded.
+        from ragkit.indexes.chroma_dense import ChromaSync
+
+        chroma = ChromaSync.open(index_dir, config.dense.backend, stored.dense.backend if stored else None)
+        config = config.model_copy(update={"dense": config.dense.model_copy(update={"backend": chroma.config})})
+        chroma.reconcile(index_dir / current.directory if current else None)
+    # A different dense backend (faiss type/parameters, chroma) alone is a change: the next
+    # generation rebuilds the dense index from the stored vectors, without embedding anything.
+    backend_changed = stored is not None and _backend_identity(stored.dense.backend) != _backend_identity(
+        config.dense.backend
+    )
     generation = current.generation + 1 if current else 1
     stats = WriteStats(generation=generation)
 
@@ -163,9 +176,12 @@ def write_generation(
             stats.documents_total, stats.chunks_total = totals
             stats.generation = current.generation if current else 0
             stats.texts_embedded = encoder.encoded
+            if chroma is not None:
+                stats.vectors_upserted, stats.vectors_deleted = chroma.upserted, chroma.deleted
             return stats
 
         replaced = [(d.id,) for d in changed if d.id in old_hashes] + [(i,) for i in deleted]
+        refreshed = [d.id for d in changed if d.id in old_hashes]  # chroma: metadata may have changed
         stats.chunks_removed = sum(
             store.db.execute("SELECT count(*) FROM chunks WHERE doc_id = ?", r).fetchone()[0]
             for r in replaced
@@ -203,7 +219,8 @@ def write_generation(
 
         progress.start("indexing", None)
         clock = time.perf_counter()
-        FaissDenseIndex.build(all_vectors, config.dense.backend).save(new_dir)
+        if chroma is None:
+            FaissDenseIndex.build(all_vectors, config.dense.backend).save(new_dir)  # type: ignore[arg-type]
         timings["dense_index"] = time.perf_counter() - clock
         dim = int(all_vectors.shape[1])
         del all_vectors
@@ -226,10 +243,22 @@ def write_generation(
             embedding_model=config.dense.embedder.model,
             dim=dim,
         )
+        if chroma is not None:
+            clock = time.perf_counter()
+            chroma.before_publish(index_dir / current.directory if current else None, new_dir, refreshed)
+            timings["chroma_upsert"] = time.perf_counter() - clock
         clock = time.perf_counter()
         publish(index_dir, manifest)
         timings["publish"] = time.perf_counter() - clock
         stats.published = True
+        if chroma is not None:
+            clock = time.perf_counter()
+            try:
+                chroma.after_publish(new_dir)
+            except Exception as exc:  # published already: never fall into the rollback below
+                log.warning("chroma cleanup after publishing %s failed (%s); the next ingest reconciles", new_dir.name, exc)
+            timings["chroma_cleanup"] = time.perf_counter() - clock
+            stats.vectors_upserted, stats.vectors_deleted = chroma.upserted, chroma.deleted
         stats.timings = {k: round(v, 4) for k, v in timings.items()}
         remove_stale_generations(index_dir, manifest)
         return stats
@@ -237,6 +266,14 @@ def write_generation(
         # Nothing was published: the current generation is untouched. Drop the partial one.
         shutil.rmtree(new_dir, ignore_errors=True)
         raise
+
+
+def _backend_identity(backend: object) -> object:
+    if getattr(backend, "name", None) == "chroma":
+        from ragkit.indexes.chroma_dense import backend_identity
+
+        return backend_identity(backend)
+    return backend
 
 
 class _StreamingEncoder:
