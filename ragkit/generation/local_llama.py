@@ -22,7 +22,7 @@ from ragkit.config import LocalGeneratorConfig
 from ragkit.generation import Generated
 from ragkit.generation.citations import resolve_citations
 from ragkit.generation.errors import GenerationError
-from ragkit.generation.prompt import NO_ANSWER, build_messages
+from ragkit.generation.prompt import NO_ANSWER, build_compact_messages, build_messages
 from ragkit.generation.stream import AnswerStream, check_finish, warn_no_hits
 from ragkit.models import ModelUnavailable, resolve_gguf
 from ragkit.schema import Hit, Trace
@@ -66,7 +66,7 @@ class LocalGenerator:
                 self._llama = Llama(
                     model_path=str(path),
                     n_ctx=self.config.n_ctx,
-                    n_threads=self.config.n_threads,  # None: llama-cpp-python's default (all cores)
+                    n_threads=self.config.n_threads,  # None: llama-cpp-python's default
                     seed=self.config.seed,
                     verbose=False,
                 )
@@ -83,7 +83,8 @@ class LocalGenerator:
 
     def messages(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
         """The grounded prompt for the hits the model is shown (the first `max_blocks`)."""
-        return build_messages(question, self._shown(hits), self.config.max_context_chars)
+        build = build_compact_messages if self.config.prompt == "compact" else build_messages
+        return build(question, self._shown(hits), self.config.max_context_chars)
 
     def _shown(self, hits: list[Hit]) -> list[Hit]:
         return hits[: self.config.max_blocks]
