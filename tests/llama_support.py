@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from ragkit.config import BUNDLED_SMOLLM2, NoRerankConfig, PipelineConfig
+from ragkit.generation.local_llama import default_threads
 from ragkit.models import ModelUnavailable, resolve_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,10 @@ def start_llama_server(log_dir: Path, *extra_args: str) -> LlamaServer:
         "--host", "127.0.0.1",
         "--port", str(port),
         "--n_ctx", str(SERVER_CONTEXT),
+        # As the local generator does (see local_llama.py): by default the server reads prompts
+        # with every core, and llama.cpp's spinning OpenMP threads crawl on a shared 2-core machine.
+        "--n_threads", str(default_threads()),
+        "--n_threads_batch", str(default_threads()),
         *extra_args,
     ]  # fmt: skip
     with log_path.open("wb") as log:

@@ -23,12 +23,13 @@ from llama_support import ROOT, LlamaServer, data_pipeline
 from ragkit.api import RAG
 from ragkit.config import OpenAIGeneratorConfig
 from ragkit.generation.openai_chat import OpenAIGenerator
-from ragkit.generation.prompt import build_messages
+from ragkit.generation.prompt import prompt_builder
 from ragkit.schema import Hit, Trace
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("hermetic_openai_env")]
 
 QUESTION = "When was Voyager 1 launched?"
+EXPECTED_SOURCE = "data/missions/voyager_program.pdf"
 MAX_TOKENS = 96
 
 
@@ -40,6 +41,7 @@ def openai_config(server: LlamaServer, **overrides: object) -> OpenAIGeneratorCo
         "max_context_chars": 600,
         "timeout_s": 120.0,
         "max_retries": 0,
+        "prompt": "compact",  # the 135M model follows the compact prompt; larger ones get "full"
     }
     settings.update(overrides)
     return OpenAIGeneratorConfig(**settings)  # type: ignore[arg-type]
@@ -54,9 +56,23 @@ def hits(data_index: Path) -> list[Hit]:
     return found
 
 
-def test_chat_completion(llama_server: LlamaServer, hits: list[Hit]) -> None:
+def test_chat_completion_cites_the_source(llama_server: LlamaServer, hits: list[Hit]) -> None:
     trace = Trace()
     answer = OpenAIGenerator(openai_config(llama_server)).generate(QUESTION, hits, trace)
+
+    assert "1977" in answer.text, answer.text
+    assert answer.citations and answer.citations[0].source.endswith(EXPECTED_SOURCE), answer.text
+    for citation in answer.citations:
+        assert 1 <= citation.n <= len(hits)
+        assert citation.chunk_id == hits[citation.n - 1].chunk.id
+    assert trace.warnings == []
+
+
+def test_chat_completion_with_the_full_prompt(llama_server: LlamaServer, hits: list[Hit]) -> None:
+    # The fenced prompt is too much for a 135M model (it tends to echo it); what must hold is that
+    # whatever comes back is resolved honestly: only real blocks are cited.
+    trace = Trace()
+    answer = OpenAIGenerator(openai_config(llama_server, prompt="full")).generate(QUESTION, hits, trace)
 
     assert answer.text.strip()
     for citation in answer.citations:  # whatever the model cited is a real, resolved block
@@ -73,9 +89,10 @@ def test_complete_reports_finish_reason(llama_server: LlamaServer) -> None:
 
 
 def test_streaming_matches_the_plain_completion(llama_server: LlamaServer, hits: list[Hit]) -> None:
-    generator = OpenAIGenerator(openai_config(llama_server))
+    config = openai_config(llama_server)
+    generator = OpenAIGenerator(config)
     # Greedy decoding (temperature 0) is deterministic: streamed and plain text must be the same.
-    plain, _ = generator.complete(build_messages(QUESTION, hits, 600))
+    plain, _ = generator.complete(prompt_builder(config.prompt)(QUESTION, hits, config.max_context_chars))
 
     trace = Trace()
     stream = generator.generate_stream(QUESTION, hits, trace)
@@ -123,16 +140,15 @@ def test_cli_query_stream_prints_tokens_as_they_arrive_then_sources(
     reads, ended, _ = _run_streaming(command, _cli_env())
     output = b"".join(piece for _, piece in reads).decode()
 
-    heading = "\nSources\n" if "\nSources\n" in output else "\nContext given to the model (none cited)\n"
-    answer_part, _, listing = output.partition(heading)
-    assert answer_part.strip() and listing.strip(), output
-    # Incremental: the answer arrived in several separate writes, spread over time, before the end.
-    answer_reads = [(t, piece) for t, piece in reads if heading.encode() not in piece]
+    answer_part, _, sources = output.partition("\nSources\n")
+    assert "1977" in answer_part and "[1]" in answer_part, output
+    # Incremental: the answer arrived in many separate writes, spread over time, before the end.
+    answer_reads = [(t, piece) for t, piece in reads if b"Sources" not in piece]
     assert len(answer_reads) >= 5, reads
     assert answer_reads[-1][0] - answer_reads[0][0] > 0.1, reads
     assert reads[0][0] < ended - 0.1
-    for line in listing.strip().splitlines():  # one line per cited (or given) block
-        assert line.lstrip().startswith(("[", "1.", "2.", "3.")) and "data/" in line, listing
+    first = sources.strip().splitlines()[0].strip()  # the citations come last
+    assert first.startswith("[1] ") and EXPECTED_SOURCE in first, output
 
 
 def test_cli_query_stream_json_lines(llama_server: LlamaServer, data_index: Path, tmp_path: Path) -> None:

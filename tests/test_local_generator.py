@@ -116,7 +116,7 @@ def test_generate_cites_the_retrieved_source(generator: LocalGenerator, hits: li
     trace = Trace()
     answer = generator.generate(QUESTION, hits, trace)
     assert "1977" in answer.text, answer.text
-    assert [c.source for c in answer.citations][:1] == [EXPECTED_SOURCE], answer.text
+    assert answer.citations and answer.citations[0].source.endswith(EXPECTED_SOURCE), answer.text
     for citation in answer.citations:
         assert 1 <= citation.n <= generator.config.max_blocks
         assert citation.chunk_id == hits[citation.n - 1].chunk.id
@@ -155,7 +155,7 @@ def test_rag_with_the_local_pipeline_answers_offline(local_config: LocalGenerato
         streamed = rag.query_stream(QUESTION)
         deltas = list(streamed)
         streamed_answer = streamed.answer()
-    assert answer.citations and answer.citations[0].source == EXPECTED_SOURCE
+    assert answer.citations and answer.citations[0].source.endswith(EXPECTED_SOURCE)
     assert NO_CITATION_WARNING not in answer.trace.warnings
     assert "".join(deltas).strip() == streamed_answer.text == answer.text
     assert "generate" in streamed_answer.trace.stages
@@ -177,7 +177,8 @@ def test_cli_query_stream_with_the_local_pipeline(data_index: Path, tmp_path: Pa
     assert result.returncode == 0, result.stderr
     answer, _, sources = result.stdout.partition("\nSources\n")
     assert "1977" in answer and "[1]" in answer, result.stdout
-    assert sources.strip().splitlines()[0].strip().startswith(f"[1] {EXPECTED_SOURCE}")
+    first = sources.strip().splitlines()[0].strip()
+    assert first.startswith("[1] ") and EXPECTED_SOURCE in first, result.stdout
 
 
 def test_make_generator_builds_the_local_generator_lazily() -> None:

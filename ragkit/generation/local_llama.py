@@ -13,6 +13,7 @@ lose track of long contexts), so `[n]` can only cite those.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from ragkit.config import LocalGeneratorConfig
 from ragkit.generation import Generated
 from ragkit.generation.citations import resolve_citations
 from ragkit.generation.errors import GenerationError
-from ragkit.generation.prompt import NO_ANSWER, build_compact_messages, build_messages
+from ragkit.generation.prompt import NO_ANSWER, prompt_builder
 from ragkit.generation.stream import AnswerStream, check_finish, warn_no_hits
 from ragkit.models import ModelUnavailable, resolve_gguf
 from ragkit.schema import Hit, Trace
@@ -33,6 +34,11 @@ LLAMA_CPP_MISSING = (
     "generator 'local' needs llama-cpp-python: pip install 'ragkit[local]' "
     "(it builds llama.cpp from source, a few minutes)"
 )
+
+
+def default_threads() -> int:
+    """Half the cores, at least 1 (llama-cpp-python's own default for generation)."""
+    return max((os.cpu_count() or 1) // 2, 1)
 
 
 class LocalGenerator:
@@ -62,11 +68,15 @@ class LocalGenerator:
             except ImportError:
                 raise ModelUnavailable(LLAMA_CPP_MISSING) from None
             path = resolve_gguf(self.config.model)
+            threads = self.config.n_threads or default_threads()
             try:
                 self._llama = Llama(
                     model_path=str(path),
                     n_ctx=self.config.n_ctx,
-                    n_threads=self.config.n_threads,  # None: llama-cpp-python's default
+                    n_threads=threads,
+                    # Prompt reading too: llama-cpp-python would use every core there, and its
+                    # OpenMP threads spin; on a busy 2-core machine that made prompts 2-3x slower.
+                    n_threads_batch=threads,
                     seed=self.config.seed,
                     verbose=False,
                 )
@@ -83,7 +93,7 @@ class LocalGenerator:
 
     def messages(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
         """The grounded prompt for the hits the model is shown (the first `max_blocks`)."""
-        build = build_compact_messages if self.config.prompt == "compact" else build_messages
+        build = prompt_builder(self.config.prompt)
         return build(question, self._shown(hits), self.config.max_context_chars)
 
     def _shown(self, hits: list[Hit]) -> list[Hit]:

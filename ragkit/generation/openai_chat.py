@@ -20,7 +20,7 @@ from ragkit.config import OpenAIGeneratorConfig
 from ragkit.generation import Generated
 from ragkit.generation.citations import resolve_citations
 from ragkit.generation.errors import GenerationError
-from ragkit.generation.prompt import NO_ANSWER, build_messages
+from ragkit.generation.prompt import NO_ANSWER, prompt_builder
 from ragkit.generation.stream import AnswerStream, check_finish, warn_no_hits
 from ragkit.schema import Hit, Trace
 
@@ -123,7 +123,7 @@ class OpenAIGenerator:
 
     def _create(self, question: str, hits: list[Hit], *, stream: bool) -> Any:
         """One chat completions request (a `ChatCompletion`, or a `Stream` of chunks)."""
-        messages: Any = build_messages(question, hits, self.config.max_context_chars)
+        messages: Any = prompt_builder(self.config.prompt)(question, hits, self.config.max_context_chars)
         try:
             return self._client.chat.completions.create(
                 model=self.config.model,

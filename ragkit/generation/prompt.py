@@ -10,6 +10,7 @@ that fenced text is data, never instructions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ragkit.schema import Hit
 
@@ -117,3 +118,11 @@ def build_compact_messages(question: str, hits: list[Hit], max_context_chars: in
         {"role": "assistant", "content": _EXAMPLE_ANSWER},
         {"role": "user", "content": _compact_user_message(question.strip(), sources)},
     ]
+
+
+PromptBuilder = Callable[[str, list[Hit], int], list[dict[str, str]]]
+
+
+def prompt_builder(style: str) -> PromptBuilder:
+    """The messages builder for a generator's `prompt` setting: "full" or "compact"."""
+    return build_compact_messages if style == "compact" else build_messages
