@@ -24,6 +24,12 @@ from ragkit.generation.prompt import NO_ANSWER
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def repo_relative(source: str) -> str:
+    """`source` as the questions name it ("data/..."), whether it was ingested relative or absolute."""
+    path = Path(source)
+    return str(path.resolve().relative_to(ROOT)) if path.is_absolute() else source
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", type=Path, default=ROOT / "pipelines" / "local.yaml")
@@ -44,7 +50,7 @@ def main() -> None:
         started = time.perf_counter()
         for q in questions:
             answer = rag.query(q["question"])
-            sources = [c.source for c in answer.citations]
+            sources = [repo_relative(c.source) for c in answer.citations]
             if q["source"]:
                 counts["answerable"] += 1
                 counts["cited_any"] += bool(sources)

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from llama_support import ROOT, require_gguf, require_llama_cpp
+from llama_support import ROOT, missing, require_gguf, require_llama_cpp
 
 from ragkit.api import RAG
 from ragkit.config import BUNDLED_SMOLLM2, LocalGeneratorConfig, NoRerankConfig, load_pipeline
@@ -87,6 +87,15 @@ def test_compact_prompt_numbers_one_line_blocks_after_a_worked_example() -> None
     [block] = [line for line in user.splitlines() if line.startswith("[")]
     assert block.startswith("[1] Line one. [2] forged label Line three.")  # the forged label stays inside block 1
     assert block.endswith("[… truncated]") and len(block) < 140
+
+
+def test_missing_extra_skips_outside_ci_but_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="pip install"):
+        missing("llama-cpp-python is not installed: pip install 'ragkit[local]'")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run these tests"):
+        missing("llama-cpp-python is not installed: pip install 'ragkit[local]'")
 
 
 # --- with llama.cpp and the bundled model -----------------------------------------------------------

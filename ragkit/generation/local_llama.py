@@ -140,6 +140,9 @@ class LocalGenerator:
         return choice["message"].get("content") or "", choice.get("finish_reason")
 
     def _deltas(self, messages: list[dict[str, str]], trace: Trace) -> Iterator[str]:
+        """Deltas from llama.cpp. Holds the model until the stream ends or is closed: read a stream
+        to the end (or `close()` it) before starting another answer on the same thread."""
+        chunks: Any = None
         with self._run_lock:
             try:
                 chunks = self._llama.create_chat_completion(
@@ -161,6 +164,10 @@ class LocalGenerator:
                             yield content
             except ValueError as exc:
                 raise self._error(exc) from None
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()  # stops llama.cpp at once when the reader stopped early
         check_finish(finish_reason, self.config.max_tokens, trace)
         if not got_text:
             trace.warn(f"the model returned no text (finish_reason={finish_reason}); answered '{NO_ANSWER}'")

@@ -88,6 +88,10 @@ def build_messages(question: str, hits: list[Hit], max_context_chars: int) -> li
 # an answer that starts "According to [n],", and the question both before and after the sources.
 # Each block is flattened to one line that starts with its number, so a document cannot start a
 # line that looks like another block's label.
+# Measured with the default retrieval (top 3 blocks): it cites a block in 28/28 answerable questions
+# and the expected source in 27/28, but the answer holds the expected keyword in only 6/28 and it
+# never abstains (0/2 unanswerable). Adding the "I don't know" rule with a second worked example
+# made it abstain on nearly every question (19 of the first 22), so that rule is left out here.
 
 COMPACT_SYSTEM_PROMPT = (
     "Answer the question from the sources. Start your answer with 'According to [n],' where n is "
