@@ -142,11 +142,13 @@ def test_cli_query_stream_prints_tokens_as_they_arrive_then_sources(
 
     answer_part, _, sources = output.partition("\nSources\n")
     assert "1977" in answer_part and "[1]" in answer_part, output
-    # Incremental: the answer arrived in many separate writes, spread over time, before the end.
-    answer_reads = [(t, piece) for t, piece in reads if b"Sources" not in piece]
+    # Incremental: the answer arrived in many separate writes (a pipe read returns everything
+    # written so far, so text printed at the end would come as one or two reads), before the
+    # Sources block and before the process ended. No speed thresholds: CI machines differ.
+    sources_at = next(t for t, piece in reads if b"Sources" in piece)
+    answer_reads = [(t, piece) for t, piece in reads if t < sources_at]
     assert len(answer_reads) >= 5, reads
-    assert answer_reads[-1][0] - answer_reads[0][0] > 0.1, reads
-    assert reads[0][0] < ended - 0.1
+    assert answer_reads[0][0] < sources_at <= ended, reads
     first = sources.strip().splitlines()[0].strip()  # the citations come last
     assert first.startswith("[1] ") and EXPECTED_SOURCE in first, output
 
