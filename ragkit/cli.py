@@ -21,10 +21,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ragkit.api import DEFAULT_INDEX_DIR, RAG, IngestReport
 from ragkit.config import PipelineConfig, PipelineError, load_pipeline
+from ragkit.generation.citations import NO_CITATION_WARNING
 from ragkit.generation.errors import GenerationError
 from ragkit.indexes.filters import FilterError, MetadataFilter
 from ragkit.indexes.layout import IndexStoreError, read_current
 from ragkit.models import ModelUnavailable
+from ragkit.schema import Answer, Hit
 
 app = typer.Typer(
     name="ragkit",
@@ -153,6 +155,14 @@ def query(
     index: IndexOption = Path(DEFAULT_INDEX_DIR),
     top_k: Annotated[int | None, typer.Option("--top-k", min=1, help="Hits handed to the generator.")] = None,
     pipeline: PipelineOption = None,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="Print the answer as it is generated, then its sources. With --json: one JSON object "
+            'per line, {"event": "delta", "text": ...} then {"event": "answer", ...the --json answer}.',
+        ),
+    ] = False,
     as_json: JsonOption = False,
     filter_json: Annotated[
         str | None,
@@ -172,23 +182,69 @@ def query(
             fail(f"--filter: {exc}")
     try:
         rag = RAG(load_pipeline(pipeline), index) if pipeline else RAG.open(index)
-        answer = rag.query(question, top_k=top_k, filter=metadata_filter)
+        if stream:
+            answer = _stream_answer(rag, question, top_k, as_json, metadata_filter)
+        else:
+            answer = rag.query(question, top_k=top_k, filter=metadata_filter)
     except USER_ERRORS as exc:
         fail(str(exc))
     if as_json:
-        print(json.dumps(answer.to_json_dict(), indent=2, ensure_ascii=False))
+        if stream:
+            _print_json_line({"event": "answer", **answer.to_json_dict()})
+        else:
+            print(json.dumps(answer.to_json_dict(), indent=2, ensure_ascii=False))
         return
-    out.print(answer.text, markup=False, highlight=False, soft_wrap=True)
+    if not stream:
+        out.print(answer.text, markup=False, highlight=False, soft_wrap=True)
+    _print_sources(answer)
+    for warning in answer.trace.warnings:
+        err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+def _print_json_line(event: dict) -> None:
+    sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def _stream_answer(
+    rag: RAG, question: str, top_k: int | None, as_json: bool, metadata_filter: MetadataFilter | None = None
+) -> Answer:
+    """Write each text delta to stdout the moment it arrives (as a JSON line with --json)."""
+    started = False
+    try:
+        with rag.query_stream(question, top_k=top_k, filter=metadata_filter) as deltas:
+            for delta in deltas:
+                if as_json:
+                    _print_json_line({"event": "delta", "text": delta})
+                else:
+                    sys.stdout.write(delta)
+                    sys.stdout.flush()
+                    started = True
+            return deltas.answer()
+    finally:
+        if started:  # end the answer's line even when the stream broke, before any error
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def _print_sources(answer: Answer) -> None:
     if answer.citations:
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
             hit = next(h for h in answer.hits if h.chunk.id == c.chunk_id)
-            pages = hit.chunk.metadata.get("pages") or []
-            page = hit.chunk.metadata.get("page")
-            where = f", pages {pages[0]}-{pages[-1]}" if len(pages) > 1 else (f", page {page}" if page else "")
-            out.print(f"  [{c.n}] {c.source}{where} (chars {c.start}-{c.end})", markup=False, highlight=False)
-    for warning in answer.trace.warnings:
-        err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False, soft_wrap=True)
+            out.print(f"  [{c.n}] {c.source}{_pages(hit)} (chars {c.start}-{c.end})", markup=False, highlight=False)
+    elif NO_CITATION_WARNING in answer.trace.warnings:
+        # Not "Sources": the model cited none of these, so nothing says the answer came from them.
+        out.print("\n[bold]Context given to the model (none cited)[/]")
+        for n, hit in enumerate(answer.hits, 1):
+            c = hit.chunk
+            out.print(f"  {n}. {c.source}{_pages(hit)} (chars {c.start}-{c.end})", markup=False, highlight=False)
+
+
+def _pages(hit: Hit) -> str:
+    pages = hit.chunk.metadata.get("pages") or []
+    page = hit.chunk.metadata.get("page")
+    return f", pages {pages[0]}-{pages[-1]}" if len(pages) > 1 else (f", page {page}" if page else "")
 
 
 @app.command()

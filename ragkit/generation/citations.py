@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ragkit.generation import Generated
+from ragkit.generation.prompt import NO_ANSWER
 from ragkit.schema import Citation, Hit, Trace
 
 _ITEM = r"\d+(?:\s*[-\u2013\u2014]\s*\d+)?"
@@ -121,3 +122,17 @@ def resolve_citations(text: str, hits: list[Hit], trace: Trace) -> Generated:
         # A marker removed at the very end can leave a dangling blank line behind.
         result = result.rstrip()
     return Generated(text=result, citations=list(citations.values()))
+
+
+NO_CITATION_WARNING = "the model cited no context block: the answer is not grounded in a cited source"
+
+
+def warn_if_uncited(generated: Generated, hits: list[Hit], trace: Trace) -> None:
+    """Flag an answer that cites nothing although context was given (small models often do this).
+
+    "I don't know" needs no citation; any other uncited answer may come from the model's own
+    memory, so it must not be presented as sourced.
+    """
+    text = generated.text.strip()
+    if hits and not generated.citations and text and text != NO_ANSWER:
+        trace.warn(NO_CITATION_WARNING)

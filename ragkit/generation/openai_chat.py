@@ -20,7 +20,8 @@ from ragkit.config import OpenAIGeneratorConfig
 from ragkit.generation import Generated
 from ragkit.generation.citations import resolve_citations
 from ragkit.generation.errors import GenerationError
-from ragkit.generation.prompt import NO_ANSWER, build_messages
+from ragkit.generation.prompt import NO_ANSWER, prompt_builder
+from ragkit.generation.stream import AnswerStream, check_finish, warn_no_hits
 from ragkit.schema import Hit, Trace
 
 __all__ = ["AnswerStream", "GenerationError", "OpenAIGenerator", "PLACEHOLDER_API_KEY"]
@@ -55,61 +56,6 @@ def _shown(url: str | None) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-class AnswerStream:
-    """A streamed answer: iterate for raw text deltas; `result()` gives the checked `Generated`.
-
-    The deltas are the model's text as it arrives (unknown `[n]` markers included); `result()`
-    resolves citations on the whole text, draining the stream first if it was not read to the end.
-    If the stream broke mid-way, the result holds the partial text and the trace says so.
-    """
-
-    def __init__(self, deltas: Iterator[str], hits: list[Hit], trace: Trace) -> None:
-        self._deltas = deltas
-        self._hits = hits
-        self._trace = trace
-        self._parts: list[str] = []
-        self._result: Generated | None = None
-        self._failed: BaseException | None = None
-
-    def __iter__(self) -> AnswerStream:
-        return self
-
-    def __next__(self) -> str:
-        if self._failed is not None:
-            raise self._failed  # a failed stream must not later pass for an empty answer
-        if self._result is not None:
-            raise StopIteration
-        try:
-            delta = next(self._deltas)
-        except StopIteration:
-            self._result = resolve_citations("".join(self._parts).strip(), self._hits, self._trace)
-            raise
-        except Exception as exc:
-            self._failed = exc
-            raise
-        self._parts.append(delta)
-        return delta
-
-    def result(self) -> Generated:
-        """The final answer with resolved citations (reads whatever is left of the stream first)."""
-        for _ in self:
-            pass
-        assert self._result is not None
-        return self._result
-
-    def close(self) -> None:
-        """Stop early and release the connection (the deltas generator closes the SDK stream)."""
-        close = getattr(self._deltas, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> AnswerStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 class OpenAIGenerator:
@@ -177,7 +123,7 @@ class OpenAIGenerator:
 
     def _create(self, question: str, hits: list[Hit], *, stream: bool) -> Any:
         """One chat completions request (a `ChatCompletion`, or a `Stream` of chunks)."""
-        messages: Any = build_messages(question, hits, self.config.max_context_chars)
+        messages: Any = prompt_builder(self.config.prompt)(question, hits, self.config.max_context_chars)
         try:
             return self._client.chat.completions.create(
                 model=self.config.model,
@@ -252,13 +198,10 @@ class OpenAIGenerator:
     # --- helpers -----------------------------------------------------------------------------
 
     def _warn_no_hits(self, trace: Trace) -> None:
-        trace.warn(f"retrieval found nothing: answered '{NO_ANSWER}' without calling the model")
+        warn_no_hits(trace)
 
     def _check_finish(self, finish_reason: str | None, trace: Trace) -> None:
-        if finish_reason == "length":
-            trace.warn(f"answer truncated: the model hit max_tokens={self.config.max_tokens}")
-        elif finish_reason == "content_filter":
-            trace.warn("answer incomplete: the endpoint's content filter stopped the model")
+        check_finish(finish_reason, self.config.max_tokens, trace)
 
     def _where(self) -> str:
         return f"generator 'openai': request to {self.endpoint} (model {self.config.model!r})"

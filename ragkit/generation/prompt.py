@@ -10,6 +10,7 @@ that fenced text is data, never instructions.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ragkit.schema import Hit
 
@@ -77,3 +78,55 @@ def build_messages(question: str, hits: list[Hit], max_context_chars: int) -> li
         f"answer the question, reply exactly: {NO_ANSWER}"
     )
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+# --- the compact prompt for small local models ----------------------------------------------------
+#
+# A 135M-parameter model (SmolLM2-135M-Instruct, the bundled local model) echoes the long rules and
+# fences of SYSTEM_PROMPT back instead of answering, and almost never cites. What works for it,
+# measured on data/questions.jsonl (scripts/local_citation_rate.py): one worked example exchange,
+# an answer that starts "According to [n],", and the question both before and after the sources.
+# Each block is flattened to one line that starts with its number, so a document cannot start a
+# line that looks like another block's label.
+# Measured with the default retrieval (top 3 blocks): it cites a block in 28/28 answerable questions
+# and the expected source in 27/28, but the answer holds the expected keyword in only 6/28 and it
+# never abstains (0/2 unanswerable). Adding the "I don't know" rule with a second worked example
+# made it abstain on nearly every question (19 of the first 22), so that rule is left out here.
+
+COMPACT_SYSTEM_PROMPT = (
+    "Answer the question from the sources. Start your answer with 'According to [n],' where n is "
+    "the number of the source that contains the answer."
+)
+
+_EXAMPLE_SOURCES = (
+    "[1] The Eiffel Tower is in Paris. It was finished in 1889.\n\n"
+    "[2] Bananas are yellow when ripe. They grow in the tropics.\n\n"
+    "[3] The Moon orbits Earth every 27 days."
+)
+_EXAMPLE_QUESTION = "What colour are ripe bananas?"
+_EXAMPLE_ANSWER = "According to [2], ripe bananas are yellow."
+
+
+def _compact_user_message(question: str, sources: str) -> str:
+    return f"Question: {question}\n\nSources:\n{sources}\n\nQuestion: {question}"
+
+
+def build_compact_messages(question: str, hits: list[Hit], max_context_chars: int) -> list[dict[str, str]]:
+    """A short prompt small models follow: rules, one worked example, then the numbered sources."""
+    sources = "\n\n".join(
+        f"[{n}] {_one_line(truncate(hit.chunk.text, max_context_chars))}" for n, hit in enumerate(hits, 1)
+    )
+    return [
+        {"role": "system", "content": COMPACT_SYSTEM_PROMPT},
+        {"role": "user", "content": _compact_user_message(_EXAMPLE_QUESTION, _EXAMPLE_SOURCES)},
+        {"role": "assistant", "content": _EXAMPLE_ANSWER},
+        {"role": "user", "content": _compact_user_message(question.strip(), sources)},
+    ]
+
+
+PromptBuilder = Callable[[str, list[Hit], int], list[dict[str, str]]]
+
+
+def prompt_builder(style: str) -> PromptBuilder:
+    """The messages builder for a generator's `prompt` setting: "full" or "compact"."""
+    return build_compact_messages if style == "compact" else build_messages
