@@ -9,6 +9,7 @@ from ragkit.indexes.embedder import Embedder
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.retrieval.fusion import Fused, fuse
 from ragkit.retrieval.rerank import NoReranker, Reranker
+from ragkit.retrieval.transforms import QueryTransform, transformed_fusion
 from ragkit.schema import Hit, RetrieverScore, Trace
 
 
@@ -20,12 +21,14 @@ class HybridRetriever:
         analyzer: Callable[[str], list[str]],
         config: RetrievalConfig,
         reranker: Reranker | None = None,
+        query_transform: QueryTransform | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.embedder = embedder
         self.analyzer = analyzer
         self.config = config
         self.reranker = reranker or NoReranker()
+        self.query_transform = query_transform  # None: the question is searched as it is
 
     def candidates(
         self, questions: Sequence[str], dense_k: int | None = None, sparse_k: int | None = None
@@ -56,6 +59,8 @@ class HybridRetriever:
             trace.warn("sparse retrieval matched no chunk (no query term occurs in the index)")
         with trace.stage("fusion"):
             fused = fuse({"dense": dense, "sparse": sparse}, self.config.fusion)
+        if self.query_transform is not None:  # adds the transform's searches to the question's own
+            fused = transformed_fusion(self, self.query_transform, question, fused, trace)
         candidates = self.hits(fused[: max(top_k, self.rerank_depth)])
         with trace.stage("rerank"):
             candidates = self.reranker.rerank(question, candidates, trace)
