@@ -272,3 +272,15 @@ def test_eval_compare_measures_the_transform_and_reuses_the_llm_cache(tmp_path: 
     # The re-run asked the LLM nothing and scored the same.
     assert second.timings["llm_requests"] == 0 and first_run_requests == first.timings["llm_requests"]
     assert second.variants == first.variants
+
+
+def test_retrieval_does_not_import_generation() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ragkit.retrieval.hybrid, ragkit.retrieval.transforms, ragkit.retrieval.llm_rerank; "
+        "print(sorted(m for m in sys.modules if m.startswith('ragkit.generation')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"

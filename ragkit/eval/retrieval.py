@@ -22,6 +22,7 @@ Metrics come from `ragkit.eval.metrics` (identical to ranx's definitions).
 from __future__ import annotations
 
 import hashlib
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -211,7 +212,7 @@ def evaluate_retrieval(
         main_variant=main_variant,
         timings=timings,
         variants=scored if compare else None,
-        warnings=sorted(set(trace.warnings)),
+        warnings=summarise_warnings(trace.warnings),
     )
 
 
@@ -229,6 +230,19 @@ def _reranked(retriever: HybridRetriever, question: str, fused: list[Fused], tra
     return [(row_of_chunk[hit.chunk.id], float(-i)) for i, hit in enumerate(reranked)] + [
         (f.row, float(-len(reranked) - i)) for i, f in enumerate(fused[depth:])
     ]
+
+
+def summarise_warnings(warnings: Sequence[str]) -> list[str]:
+    """One line per kind of warning: per-query warnings differ only in numbers and quoted
+    replies, so those are grouped, showing the first one and how many there were."""
+    groups: dict[str, list[str]] = {}
+    for warning in warnings:
+        kind = re.sub(r"\d+", "N", re.sub(r"\(first: .*?\)|'[^']*'|\"[^\"]*\"", "", warning))
+        groups.setdefault(kind, []).append(warning)
+    return sorted(
+        f"{group[0]} (and {len(group) - 1} more like it)" if len(group) > 1 and len(set(group)) > 1 else group[0]
+        for group in groups.values()
+    )
 
 
 def _chat_models(retriever: HybridRetriever) -> list[object]:
