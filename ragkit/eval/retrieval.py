@@ -233,11 +233,12 @@ def _reranked(retriever: HybridRetriever, question: str, fused: list[Fused], tra
 
 
 def summarise_warnings(warnings: Sequence[str]) -> list[str]:
-    """One line per kind of warning: per-query warnings differ only in numbers and quoted
-    replies, so those are grouped, showing the first one and how many there were."""
+    """One line per kind of warning: per-query warnings differ only in numbers and in the
+    details they give in parentheses (the model's reply, the error), so those are grouped,
+    showing the first one and how many more there were."""
     groups: dict[str, list[str]] = {}
     for warning in warnings:
-        kind = re.sub(r"\d+", "N", re.sub(r"\(first: .*?\)|'[^']*'|\"[^\"]*\"", "", warning))
+        kind = re.sub(r"\d+", "N", re.sub(r"\(.*\)", "()", warning, flags=re.DOTALL))
         groups.setdefault(kind, []).append(warning)
     return sorted(
         f"{group[0]} (and {len(group) - 1} more like it)" if len(group) > 1 and len(set(group)) > 1 else group[0]
