@@ -270,7 +270,8 @@ def eval_retrieval(
     max_queries: Annotated[int | None, typer.Option("--max-queries", min=1, help="Evaluate the first N judged queries.")] = None,
     run_out: Annotated[Path | None, typer.Option("--run-out", help="Write the run as a TREC run file.")] = None,
     compare: Annotated[
-        bool, typer.Option("--compare", help="Sparse, dense, fused, fused+rerank (and the query transform's variants) side by side.")
+        bool,
+        typer.Option("--compare", help="Sparse, dense, fused, +rerank, +query transform, side by side."),
     ] = False,
     split: Annotated[str, typer.Option("--split", help="qrels split (qrels/<split>.tsv).")] = "test",
     as_json: JsonOption = False,
@@ -292,7 +293,8 @@ def eval_retrieval(
 
             result = evaluate_retrieval(
                 dataset, rag, max_queries=max_queries, compare=compare, run_out=run_out, split=split,
-                on_progress=on_progress, ingest_progress=hooks, llm_cache=Path(".ragkit/eval/llm-cache.sqlite"),
+                on_progress=on_progress, ingest_progress=hooks,
+                llm_cache=Path(".ragkit/eval/llm-cache.sqlite"),
             )
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -315,9 +317,12 @@ def eval_retrieval(
         f"ingest {t['ingest_s']:.1f} s ({int(t['texts_embedded'])} texts embedded); "
         f"queries {t['query_s']:.1f} s, {t['queries_per_s']:.1f} queries/s"
     )
-    llm_stages = [(label, t[key]) for label, key in (("query transform LLM", "query_transform_ms_mean"), ("LLM rerank", "llm_rerank_ms_mean")) if key in t]
+    stage_names = (("query transform LLM", "query_transform_ms_mean"), ("LLM rerank", "llm_rerank_ms_mean"))
+    llm_stages = [(label, t[key]) for label, key in stage_names if key in t]
     if llm_stages:
-        cache = f" (LLM cache: {int(t['llm_cache_hits'])} hits, {int(t['llm_requests'])} requests)" if "llm_requests" in t else ""
+        cache = ""
+        if "llm_requests" in t:
+            cache = f" (LLM cache: {int(t['llm_cache_hits'])} hits, {int(t['llm_requests'])} requests)"
         out.print("; ".join(f"{label} {ms:.0f} ms/query" for label, ms in llm_stages) + cache)
     if run_out:
         out.print(f"run written to {run_out}", highlight=False)

@@ -36,7 +36,9 @@ CORPUS = {
     "chess": "In chess, castling moves the king two squares towards a rook.",
 }
 QUESTION = "How fast is a jaguar?"
-REWRITES = "1. top speed of the big cat Panthera onca\n2. how fast can the American big cat sprint when hunting"
+REWRITES = (
+    "1. top speed of the big cat Panthera onca\n2. how fast can the American big cat sprint when hunting"
+)
 PASSAGE = "Panthera onca, the largest big cat of the Americas, sprints at about 80 km/h when hunting."
 
 
@@ -51,7 +53,13 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pipeline(base_url: str, **retrieval: Any) -> dict[str, Any]:
     return {
         "retrieval": {"rerank": {"name": "none"}, "top_k": 5, **retrieval},
-        "generator": {"name": "openai", "model": "scripted-model", "base_url": base_url, "max_retries": 0, "timeout_s": 5},
+        "generator": {
+            "name": "openai",
+            "model": "scripted-model",
+            "base_url": base_url,
+            "max_retries": 0,
+            "timeout_s": 5,
+        },
     }
 
 
@@ -105,6 +113,7 @@ def test_parse_score_and_passage_cleanup() -> None:
     assert parse_score("8.5") == 8.5
     assert parse_score("10") == 10.0
     assert parse_score("score 85") is None and parse_score("not relevant at all") is None
+    assert parse_score("10. The passage is irrelevant to") is None  # list numbering, not a score
     assert clean_passage("Passage:  Jaguars are\n fast. ") == "Jaguars are fast."
 
 
@@ -120,11 +129,15 @@ def test_reorder_keeps_unscored_hits_in_their_fused_positions() -> None:
 # --- multi-query and HyDE against the real index ---------------------------------------------------
 
 
-def test_multi_query_finds_the_document_the_plain_question_misses(index_dir: Path, server: FakeOpenAIServer) -> None:
+def test_multi_query_finds_the_document_the_plain_question_misses(
+    index_dir: Path, server: FakeOpenAIServer
+) -> None:
     plain, _ = retrieve(index_dir, pipeline(server.base_url))
     assert plain[0] == "car"  # precondition: the plain question ranks the distractor first
     server.script(Reply(body=completion(REWRITES)))
-    found, trace = retrieve(index_dir, pipeline(server.base_url, query_transform={"name": "multi-query", "n": 3}))
+    found, trace = retrieve(
+        index_dir, pipeline(server.base_url, query_transform={"name": "multi-query", "n": 3})
+    )
     assert found[0] == "cat" and set(found) == set(plain)
     [request] = server.requests
     assert QUESTION in user_text(request) and "3 different search queries" in user_text(request)
@@ -144,14 +157,19 @@ def test_hyde_passage_is_used_for_dense_and_sparse_search(index_dir: Path, serve
 
 
 def test_hyde_fuse_mode_and_several_passages(index_dir: Path, server: FakeOpenAIServer) -> None:
-    server.script(Reply(body=completion(PASSAGE)), Reply(body=completion("The big cat Panthera onca hunts deer at a sprint.")))
+    server.script(
+        Reply(body=completion(PASSAGE)),
+        Reply(body=completion("The big cat Panthera onca hunts deer at a sprint.")),
+    )
     hyde = {"name": "hyde", "n": 2, "temperature": 0.7, "combine": "fuse", "sparse_query": "question+passage"}
-    found, trace = retrieve(index_dir, pipeline(server.base_url, query_transform=hyde))
+    found, _ = retrieve(index_dir, pipeline(server.base_url, query_transform=hyde))
     assert found[0] == "cat" and len(server.requests) == 2
     assert all(r["body"]["temperature"] == 0.7 for r in server.requests)
 
 
-def test_unusable_transform_reply_falls_back_to_the_question(index_dir: Path, server: FakeOpenAIServer) -> None:
+def test_unusable_transform_reply_falls_back_to_the_question(
+    index_dir: Path, server: FakeOpenAIServer
+) -> None:
     plain, _ = retrieve(index_dir, pipeline(server.base_url))
     server.script(Reply(body=completion("Sure! Here are some queries:\n\n")))
     found, trace = retrieve(index_dir, pipeline(server.base_url, query_transform={"name": "multi-query"}))
@@ -192,7 +210,9 @@ def test_llm_reranker_reorders_by_the_scripted_scores(index_dir: Path) -> None:
     assert "llm_rerank" in trace.stages and trace.warnings == []
 
 
-def test_llm_reranker_garbage_keeps_fused_order_with_a_warning(index_dir: Path, server: FakeOpenAIServer) -> None:
+def test_llm_reranker_garbage_keeps_fused_order_with_a_warning(
+    index_dir: Path, server: FakeOpenAIServer
+) -> None:
     plain, _ = retrieve(index_dir, pipeline(server.base_url))
     server.script(*[Reply(body=completion("I cannot judge this passage.")) for _ in range(5)])
     found, trace = retrieve(index_dir, pipeline(server.base_url, rerank={"name": "llm", "top_n": 5}))
@@ -206,7 +226,10 @@ def test_llm_reranker_server_down_keeps_fused_order_after_one_request(index_dir:
     found, trace = retrieve(index_dir, pipeline(url, rerank={"name": "llm", "top_n": 5}))
     assert found == plain
     [warning] = trace.warnings
-    assert "retrieval.rerank llm: the LLM request failed" in warning and "5 of 5 hits keep their fused order" in warning
+    assert (
+        "retrieval.rerank llm: the LLM request failed" in warning
+        and "5 of 5 hits keep their fused order" in warning
+    )
 
 
 # --- config errors, the cache and the eval ---------------------------------------------------------
@@ -215,17 +238,23 @@ def test_llm_reranker_server_down_keeps_fused_order_after_one_request(index_dir:
 def test_config_errors_name_the_field_and_the_fix() -> None:
     with pytest.raises(PipelineError) as info:
         parse_pipeline({"retrieval": {"query_transform": {"name": "hyde"}}}, origin="p.yaml")
-    assert "retrieval.query_transform (hyde)" in str(info.value) and "`openai` (or `local`) generator" in str(info.value)
+    assert "retrieval.query_transform (hyde)" in str(info.value) and "`openai` (or `local`) generator" in str(
+        info.value
+    )
     with pytest.raises(PipelineError, match=r"retrieval.rerank \(llm\)"):
         parse_pipeline({"retrieval": {"rerank": {"name": "llm"}}}, origin="p.yaml")
     with pytest.raises(PipelineError, match="n > 1 needs temperature > 0"):
-        parse_pipeline({"retrieval": {"query_transform": {"name": "hyde", "n": 2}}, "generator": {"name": "openai"}})
+        parse_pipeline(
+            {"retrieval": {"query_transform": {"name": "hyde", "n": 2}}, "generator": {"name": "openai"}}
+        )
     with pytest.raises(PipelineError, match="'none', 'multi-query', 'hyde'"):
         parse_pipeline({"retrieval": {"query_transform": {"name": "expand"}}})
     # Built in code without an LLM, the components refuse with the same advice.
     with pytest.raises(ValueError, match=r"retrieval.rerank \(llm\) needs an LLM"):
         make_reranker(LLMRerankConfig())
-    config = parse_pipeline({"retrieval": {"query_transform": {"name": "multi-query"}}, "generator": {"name": "openai"}})
+    config = parse_pipeline(
+        {"retrieval": {"query_transform": {"name": "multi-query"}}, "generator": {"name": "openai"}}
+    )
     with pytest.raises(ValueError, match=r"retrieval.query_transform \(multi-query\) needs an LLM"):
         make_query_transform(config.retrieval.query_transform, None)
 
@@ -247,7 +276,9 @@ def test_cached_chat_model_answers_repeats_from_disk(tmp_path: Path, server: Fak
 def test_eval_compare_measures_the_transform_and_reuses_the_llm_cache(tmp_path: Path) -> None:
     dataset = tmp_path / "beir"
     (dataset / "qrels").mkdir(parents=True)
-    (dataset / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in CORPUS.items()))
+    (dataset / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in CORPUS.items())
+    )
     (dataset / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": QUESTION}) + "\n")
     (dataset / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tcat\t1\n")
 
@@ -260,11 +291,18 @@ def test_eval_compare_measures_the_transform_and_reuses_the_llm_cache(tmp_path: 
         results = []
         for _ in range(2):
             with RAG(parse_pipeline(raw), tmp_path / "index") as rag:
-                results.append(evaluate_retrieval(dataset, rag, compare=True, llm_cache=tmp_path / "llm.sqlite"))
+                results.append(
+                    evaluate_retrieval(dataset, rag, compare=True, llm_cache=tmp_path / "llm.sqlite")
+                )
         first_run_requests = len(server.requests)
     first, second = results
     assert set(first.variants or {}) == {
-        "sparse", "dense", "fused", "fused+rerank", "fused+multi-query", "fused+multi-query+rerank"
+        "sparse",
+        "dense",
+        "fused",
+        "fused+rerank",
+        "fused+multi-query",
+        "fused+multi-query+rerank",
     }
     assert first.main_variant == "fused+multi-query+rerank"
     assert first.variants["fused"]["ndcg@10"] < 1.0 == first.variants["fused+multi-query"]["ndcg@10"]
@@ -282,5 +320,7 @@ def test_retrieval_does_not_import_generation() -> None:
         "import sys, ragkit.retrieval.hybrid, ragkit.retrieval.transforms, ragkit.retrieval.llm_rerank; "
         "print(sorted(m for m in sys.modules if m.startswith('ragkit.generation')))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert result.stdout.strip() == "[]"

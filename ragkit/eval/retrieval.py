@@ -179,7 +179,8 @@ def evaluate_retrieval(
                     retriever, transform, question, fused, trace, dense_k=depth, sparse_k=depth
                 )
                 if transformed in runs:
-                    runs[transformed][query_id] = _doc_run([(f.row, f.score) for f in with_transform], doc_of_row)
+                    ranked = [(f.row, f.score) for f in with_transform]
+                    runs[transformed][query_id] = _doc_run(ranked, doc_of_row)
                 if f"{transformed}+rerank" in runs:
                     reranked = _reranked(retriever, question, with_transform, trace)
                     runs[f"{transformed}+rerank"][query_id] = _doc_run(reranked, doc_of_row)
@@ -241,7 +242,7 @@ def summarise_warnings(warnings: Sequence[str]) -> list[str]:
         kind = re.sub(r"\d+", "N", re.sub(r"\(.*\)", "()", warning, flags=re.DOTALL))
         groups.setdefault(kind, []).append(warning)
     return sorted(
-        f"{group[0]} (and {len(group) - 1} more like it)" if len(group) > 1 and len(set(group)) > 1 else group[0]
+        f"{group[0]} (and {len(group) - 1} more like it)" if len(set(group)) > 1 else group[0]
         for group in groups.values()
     )
 

@@ -36,10 +36,15 @@ Reply with the number only."""
 
 # The first number in 0..10 not glued to other digits ("7", "7/10", "Score: 8.5", but not "85").
 _SCORE = re.compile(r"(?<![\d.])(10(?:\.0+)?|\d(?:\.\d+)?)(?![\d])")
+# "10. The passage is irrelevant": a list number starting a sentence, not a score (seen from
+# SmolLM2-135M).
+_LIST_NUMBER = re.compile(r"^\s*\d+\.\s+[^\W\d_]")
 
 
 def parse_score(text: str) -> float | None:
     """The relevance score in the reply, or None when there is no number from 0 to 10."""
+    if _LIST_NUMBER.match(text):
+        return None
     match = _SCORE.search(text)
     return float(match.group(1)) if match else None
 

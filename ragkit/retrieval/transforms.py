@@ -91,7 +91,9 @@ _LIST_MARKER = re.compile(
     r"^\s*(?:[-*•]+|\(?\d{1,2}\s*[.):]|(?:search\s+)?(?:query|question|rewrite|q)\s*\d{0,2}\s*[:.)-])\s*",
     re.IGNORECASE,
 )
-_PREAMBLE = re.compile(r"^(?:here\s+(?:are|is)|sure|certainly|okay|ok\b|note\b|these\s+queries)", re.IGNORECASE)
+_PREAMBLE = re.compile(
+    r"^(?:here\s+(?:are|is)|sure|certainly|okay|ok\b|note\b|these\s+queries)", re.IGNORECASE
+)
 _WORD = re.compile(r"[^\W_]", re.UNICODE)
 MAX_REWRITE_CHARS = 300
 
@@ -139,7 +141,9 @@ def _ask(chat: ChatModel, messages: list[dict[str, str]], what: str, trace: Trac
     try:
         text, _finish_reason = chat.complete(messages)
     except Exception as exc:  # any LLM failure (GenerationError, timeout, ...): degrade, don't fail
-        trace.warn(f"{what}: the LLM request failed ({describe_error(exc)}); retrieved with the question alone")
+        trace.warn(
+            f"{what}: the LLM request failed ({describe_error(exc)}); retrieved with the question alone"
+        )
         return None
     return text
 
@@ -168,7 +172,8 @@ class MultiQueryTransform:
         rewrites = parse_rewrites(reply, question, self.config.n)
         if not rewrites:
             trace.warn(
-                f"query_transform multi-query: no usable rewrite in the LLM's reply ({reply.strip()[:120]!r}); "
+                "query_transform multi-query: no usable rewrite in the LLM's reply "
+                f"({reply.strip()[:120]!r}); "
                 "retrieved with the question alone"
             )
             return [plain]
@@ -203,11 +208,17 @@ class HydeTransform:
                     passages.append(passage)
         if not passages:
             if not any("query_transform hyde" in w for w in trace.warnings):
-                trace.warn("query_transform hyde: the LLM wrote no passage; retrieved with the question alone")
+                trace.warn(
+                    "query_transform hyde: the LLM wrote no passage; retrieved with the question alone"
+                )
             return [QueryVariant.plain(question)]
         if self.config.combine == "fuse":  # each passage searched on its own, lists fused by RRF
             searches = [
-                QueryVariant(f"hyde {i}", (p,), question if self.config.sparse_query == "question" else f"{question}\n{p}")
+                QueryVariant(
+                    f"hyde {i}",
+                    (p,),
+                    question if self.config.sparse_query == "question" else f"{question}\n{p}",
+                )
                 for i, p in enumerate(passages, start=1)
             ]
             return [QueryVariant.plain(question), *searches] if self.config.include_original else searches
@@ -262,8 +273,12 @@ def search_variants(
     """Each variant's dense and sparse candidates fused by the pipeline's fusion (batched)."""
     if not variants:
         return []
-    dense_rows, dense_scores = retriever.snapshot.dense.search_batch(_query_vectors(retriever, variants), dense_k)
-    sparse = retriever.snapshot.sparse.search_batch([retriever.analyzer(v.sparse_text) for v in variants], sparse_k)
+    dense_rows, dense_scores = retriever.snapshot.dense.search_batch(
+        _query_vectors(retriever, variants), dense_k
+    )
+    sparse = retriever.snapshot.sparse.search_batch(
+        [retriever.analyzer(v.sparse_text) for v in variants], sparse_k
+    )
     fused_lists = []
     for rows, scores, (sparse_rows, sparse_scores) in zip(dense_rows, dense_scores, sparse):
         rankings = {
@@ -274,7 +289,9 @@ def search_variants(
     return fused_lists
 
 
-def fuse_variants(variants: Sequence[QueryVariant], fused_lists: Sequence[list[Fused]], rrf_k: float) -> list[Fused]:
+def fuse_variants(
+    variants: Sequence[QueryVariant], fused_lists: Sequence[list[Fused]], rrf_k: float
+) -> list[Fused]:
     """The per-variant fused lists fused again with RRF; one variant's list is returned as is.
 
     Each result keeps the `dense`/`sparse` scores from the first variant that found it, plus one
@@ -292,7 +309,10 @@ def fuse_variants(variants: Sequence[QueryVariant], fused_lists: Sequence[list[F
             first_seen.setdefault(entry.row, entry)
     for entry in merged:
         origin = first_seen[entry.row].retrievers
-        entry.retrievers = {**{k: v for k, v in origin.items() if k in ("dense", "sparse")}, **entry.retrievers}
+        entry.retrievers = {
+            **{k: v for k, v in origin.items() if k in ("dense", "sparse")},
+            **entry.retrievers,
+        }
     return merged
 
 
@@ -315,7 +335,9 @@ def transformed_fusion(
     extra = [v for v in variants if v != QueryVariant.plain(question)]
     with trace.stage("transform_retrieval"):
         searched = iter(
-            search_variants(retriever, extra, dense_k or retriever.config.dense_k, sparse_k or retriever.config.sparse_k)
+            search_variants(
+                retriever, extra, dense_k or retriever.config.dense_k, sparse_k or retriever.config.sparse_k
+            )
         )
         fused_lists = [plain if v == QueryVariant.plain(question) else next(searched) for v in variants]
         return fuse_variants(variants, fused_lists, transform.rrf_k)
