@@ -37,8 +37,10 @@ from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import Progress, WriteStats, write_generation
 from ragkit.loaders import LoadedFile, discover, load_file
+from ragkit.retrieval.chat import CachedChatModel, ChatModel
 from ragkit.retrieval.hybrid import FilterSpec, HybridRetriever
 from ragkit.retrieval.rerank import Reranker, make_reranker
+from ragkit.retrieval.transforms import QueryTransform, make_query_transform
 from ragkit.schema import Answer, Document, Hit, LoadFailure, Trace
 
 DEFAULT_INDEX_DIR = ".ragkit"
@@ -135,6 +137,9 @@ class RAG:
         self.index_dir = Path(index_dir)
         self._snapshot: IndexSnapshot | None = None
         self._snapshot_lock = threading.Lock()
+        # Where retrieval's LLM replies (query transforms, LLM rerank) are cached; None: not cached.
+        # Set before the first query (`ragkit eval retrieval` does, so re-runs skip the LLM).
+        self.llm_cache: Path | None = None
 
     @classmethod
     def from_pipeline(cls, path: str | Path, index_dir: str | Path = DEFAULT_INDEX_DIR) -> RAG:
@@ -160,7 +165,36 @@ class RAG:
 
     @cached_property
     def reranker(self) -> Reranker:
-        return make_reranker(self.config.retrieval.rerank)
+        rerank = self.config.retrieval.rerank
+        chat = self.retrieval_chat_model(rerank.max_tokens) if rerank.name == "llm" else None
+        return make_reranker(rerank, chat)
+
+    @cached_property
+    def query_transform(self) -> QueryTransform | None:
+        transform = self.config.retrieval.query_transform
+        if transform.name == "none":
+            return None
+        overrides = {"temperature": transform.temperature} if hasattr(transform, "temperature") else {}
+        return make_query_transform(transform, self.retrieval_chat_model(transform.max_tokens, **overrides))
+
+    def retrieval_chat_model(self, max_tokens: int, **overrides: float) -> ChatModel:
+        """The pipeline's generator LLM as retrieval's `ChatModel`, with the stage's own reply
+        budget (`max_tokens`) and any other generator setting overridden (e.g. temperature)."""
+        settings = {"max_tokens": max_tokens, **overrides}
+        settings = {k: v for k, v in settings.items() if k in type(self.config.generator).model_fields}
+        generator_config = self.config.generator.model_copy(update=settings)
+        generator = make_generator(generator_config, self.embedder, self.analyzer)
+        if not callable(getattr(generator, "complete", None)):
+            raise ValueError(
+                f"retrieval.query_transform / retrieval.rerank need an LLM, but generator "
+                f"{generator_config.name!r} cannot complete chat messages: configure an `openai` "
+                "(or `local`) generator"
+            )
+        chat: ChatModel = generator  # type: ignore[assignment]
+        if self.llm_cache is not None:
+            identity = generator_config.model_dump_json(exclude={"api_key", "timeout_s", "max_retries"})
+            chat = CachedChatModel(chat, self.llm_cache, identity)
+        return chat
 
     @cached_property
     def generator(self) -> Generator:
@@ -269,7 +303,8 @@ class RAG:
 
     def retriever(self) -> HybridRetriever:
         return HybridRetriever(
-            self.snapshot(), self.embedder, self.analyzer, self.config.retrieval, self.reranker
+            self.snapshot(), self.embedder, self.analyzer, self.config.retrieval, self.reranker,
+            query_transform=self.query_transform,
         )
 
     def retrieve(

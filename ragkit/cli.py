@@ -347,7 +347,10 @@ def eval_retrieval(
     ] = None,
     max_queries: Annotated[int | None, typer.Option("--max-queries", min=1, help="Evaluate the first N judged queries.")] = None,
     run_out: Annotated[Path | None, typer.Option("--run-out", help="Write the run as a TREC run file.")] = None,
-    compare: Annotated[bool, typer.Option("--compare", help="Sparse, dense, fused and fused+rerank side by side.")] = False,
+    compare: Annotated[
+        bool,
+        typer.Option("--compare", help="Sparse, dense, fused, +rerank, +query transform, side by side."),
+    ] = False,
     split: Annotated[str, typer.Option("--split", help="qrels split (qrels/<split>.tsv).")] = "test",
     as_json: JsonOption = False,
 ) -> None:
@@ -369,6 +372,7 @@ def eval_retrieval(
             result = evaluate_retrieval(
                 dataset, rag, max_queries=max_queries, compare=compare, run_out=run_out, split=split,
                 on_progress=on_progress, ingest_progress=hooks,
+                llm_cache=Path(".ragkit/eval/llm-cache.sqlite"),
             )
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -378,7 +382,7 @@ def eval_retrieval(
     from rich.table import Table
 
     table = Table(title=f"{result.dataset} · pipeline {result.pipeline} · {result.queries} queries")
-    rows = result.variants or {("fused+rerank" if rag.retriever().rerank_depth else "fused"): result.metrics}
+    rows = result.variants or {result.main_variant: result.metrics}
     names = list(next(iter(rows.values())))
     table.add_column("variant")
     for name in names:
@@ -391,6 +395,13 @@ def eval_retrieval(
         f"ingest {t['ingest_s']:.1f} s ({int(t['texts_embedded'])} texts embedded); "
         f"queries {t['query_s']:.1f} s, {t['queries_per_s']:.1f} queries/s"
     )
+    stage_names = (("query transform LLM", "query_transform_ms_mean"), ("LLM rerank", "llm_rerank_ms_mean"))
+    llm_stages = [(label, t[key]) for label, key in stage_names if key in t]
+    if llm_stages:
+        cache = ""
+        if "llm_requests" in t:
+            cache = f" (LLM cache: {int(t['llm_cache_hits'])} hits, {int(t['llm_requests'])} requests)"
+        out.print("; ".join(f"{label} {ms:.0f} ms/query" for label, ms in llm_stages) + cache)
     if run_out:
         out.print(f"run written to {run_out}", highlight=False)
     for warning in result.warnings:

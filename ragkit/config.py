@@ -20,6 +20,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
@@ -294,9 +295,67 @@ class NoRerankConfig(Strict):
     name: Literal["none"] = "none"
 
 
+class LLMRerankConfig(Strict):
+    """Pointwise relevance scores (0-10) from the pipeline's generator LLM, one request per hit."""
+
+    name: Literal["llm"] = "llm"
+    top_n: int = Field(10, gt=0, description="how many fused candidates the LLM scores (one request each)")
+    max_tokens: int = Field(8, gt=0, description="reply budget per score (the reply is one number)")
+    max_passage_chars: int = Field(1000, gt=0, description="passage text shown to the model")
+
+
 RerankConfig = Annotated[
-    Annotated[CrossEncoderRerankConfig, Tag("cross-encoder")] | Annotated[NoRerankConfig, Tag("none")],
+    Annotated[CrossEncoderRerankConfig, Tag("cross-encoder")]
+    | Annotated[NoRerankConfig, Tag("none")]
+    | Annotated[LLMRerankConfig, Tag("llm")],
     _named("cross-encoder"),
+]
+
+
+class NoQueryTransformConfig(Strict):
+    name: Literal["none"] = "none"
+
+
+class MultiQueryConfig(Strict):
+    """The generator LLM rewrites the question `n` ways; each variant is retrieved (dense + sparse,
+    fused) and the per-variant fused lists are fused again with RRF."""
+
+    name: Literal["multi-query"] = "multi-query"
+    n: int = Field(3, ge=1, le=10, description="rewrites asked for")
+    include_original: bool = Field(True, description="retrieve for the question itself too")
+    rrf_k: float = Field(60.0, gt=0, description="RRF constant for fusing the per-variant lists")
+    max_tokens: int = Field(128, gt=0, description="reply budget for the rewrites")
+
+
+class HydeConfig(Strict):
+    """HyDE: the generator LLM writes `n` hypothetical passages answering the question, and
+    retrieval searches with them (dense: the mean of question and passage embeddings)."""
+
+    name: Literal["hyde"] = "hyde"
+    n: int = Field(1, ge=1, le=8, description="hypothetical passages (one request each)")
+    include_original: bool = Field(True, description="search with the question's own embedding too")
+    combine: Literal["mean", "fuse"] = Field(
+        "mean", description="mean: one search with the mean embedding; fuse: one search each, fused by RRF"
+    )
+    rrf_k: float = Field(60.0, gt=0, description="RRF constant (combine: fuse)")
+    sparse_query: Literal["question", "question+passage"] = Field(
+        "question", description="what BM25 searches with"
+    )
+    max_tokens: int = Field(160, gt=0, description="reply budget per passage")
+    temperature: float = Field(0.0, ge=0, le=2, description="> 0 when n > 1, or the passages are identical")
+
+    @model_validator(mode="after")
+    def _varied_passages(self) -> HydeConfig:
+        if self.n > 1 and self.temperature == 0:
+            raise ValueError("n > 1 needs temperature > 0 (at temperature 0 every passage is the same)")
+        return self
+
+
+QueryTransformConfig = Annotated[
+    Annotated[NoQueryTransformConfig, Tag("none")]
+    | Annotated[MultiQueryConfig, Tag("multi-query")]
+    | Annotated[HydeConfig, Tag("hyde")],
+    _named("none"),
 ]
 
 
@@ -308,6 +367,8 @@ class RetrievalConfig(Strict):
     # thousands of identical chunks tie the dense top-k, min-max rates them all 1 and they drown
     # exact BM25 matches (tests/test_hostile.py).
     fusion: FusionConfig = Field(default_factory=ConvexConfig)
+    # Transforms and the LLM reranker call the generator LLM (`complete`); see retrieval/transforms.py.
+    query_transform: QueryTransformConfig = Field(default_factory=NoQueryTransformConfig)
     rerank: RerankConfig = Field(default_factory=CrossEncoderRerankConfig)
     merge_duplicates: bool = Field(
         True, description="merge candidates with identical chunk text before fusion (one hit per text)"
@@ -389,6 +450,22 @@ class PipelineConfig(Strict):
     sparse: SparseConfig = Field(default_factory=BM25Config)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     generator: GeneratorConfig = Field(default_factory=ExtractiveGeneratorConfig)
+
+    @model_validator(mode="after")
+    def _llm_stages_need_a_chat_generator(self) -> PipelineConfig:
+        if self.generator.name != "extractive":
+            return self
+        uses = [f"retrieval.query_transform ({self.retrieval.query_transform.name})"]
+        uses = uses if self.retrieval.query_transform.name != "none" else []
+        if self.retrieval.rerank.name == "llm":
+            uses.append("retrieval.rerank (llm)")
+        if uses:
+            raise ValueError(
+                f"{' and '.join(uses)} {'call' if len(uses) > 1 else 'calls'} the generator LLM, "
+                "but generator is 'extractive' (no LLM): "
+                "configure an `openai` (or `local`) generator, or set these back to `none`"
+            )
+        return self
 
     def index_signature(self) -> dict[str, Any]:
         """The parts that shape what is stored in an index: changing them needs a rebuild.

@@ -9,6 +9,12 @@ from the same index and the same candidate lists, so differences are due to the 
     fused          the pipeline's fusion of both
     fused+rerank   the pipeline's reranker over the fused top `rerank.top_n` (the rest keeps
                    its fused order below them); equals `fused` when no reranker can be loaded
+    fused+T        with the pipeline's query transform T (`multi-query`, `hyde`; only when one
+                   is configured): the question's fused list plus the transform's searches
+    fused+T+rerank the reranker over `fused+T` (when both are configured)
+
+LLM replies (transforms, LLM rerank) are cached in `llm_cache` (SQLite, keyed by the generator
+settings and the exact prompt), so a re-run with the same model and prompts asks the LLM nothing.
 
 Metrics come from `ragkit.eval.metrics` (identical to ranx's definitions).
 """
@@ -16,6 +22,7 @@ Metrics come from `ragkit.eval.metrics` (identical to ranx's definitions).
 from __future__ import annotations
 
 import hashlib
+import re
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +34,9 @@ from pydantic import BaseModel, Field
 from ragkit.config import PipelineConfig
 from ragkit.eval.datasets import BeirDataset, load_beir
 from ragkit.eval.metrics import DatasetError, Qrels, Run, evaluate
+from ragkit.retrieval.chat import CachedChatModel
 from ragkit.retrieval.fusion import Fused, fuse
+from ragkit.retrieval.transforms import transformed_fusion
 from ragkit.schema import Document, Trace
 
 if TYPE_CHECKING:
@@ -47,6 +56,7 @@ class RetrievalEvaluation(BaseModel):
     metrics: dict[str, float]
     timings: dict[str, float]
     variants: dict[str, dict[str, float]] | None = None
+    main_variant: str = "fused"  # the variant the whole pipeline runs (`metrics`, the run file)
     warnings: list[str] = Field(default_factory=list)
 
     def to_json_dict(self) -> dict:
@@ -114,6 +124,7 @@ def evaluate_retrieval(
     metrics: Sequence[str] = DEFAULT_METRICS,
     on_progress: Callable[[str, int, int], None] | None = None,
     ingest_progress: Progress | None = None,
+    llm_cache: str | Path | None = None,
 ) -> RetrievalEvaluation:
     """Index `dataset_dir`'s corpus into `rag`'s index (incremental: a no-op when cached),
     run its queries and score them. `on_progress(stage, done, total)` reports query progress,
@@ -130,11 +141,19 @@ def evaluate_retrieval(
     query_ids = select_queries(dataset, max_queries)
     if not query_ids:
         raise ValueError(f"{dataset_dir}: no query has relevance judgements in split {split!r}")
+    if llm_cache is not None and rag.llm_cache is None:
+        rag.llm_cache = Path(llm_cache)
     retriever = rag.retriever()
     doc_of_row = retriever.snapshot.store.doc_ids_by_row()
     depth = max(RUN_DEPTH * 3, retriever.config.dense_k, retriever.config.sparse_k)  # chunks -> 100 docs
-    wanted = list(VARIANTS) if compare else ["fused+rerank" if retriever.rerank_depth else "fused"]
+    transform = retriever.query_transform
+    transformed = f"fused+{transform.name}" if transform is not None else None
+    main_variant = (transformed or "fused") + ("+rerank" if retriever.rerank_depth else "")
+    wanted = list(VARIANTS) if compare else [main_variant]
+    if compare and transformed:
+        wanted += [transformed] + ([f"{transformed}+rerank"] if retriever.rerank_depth else [])
     runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in wanted}
+    uses_llm = transform is not None or retriever.config.rerank.name == "llm"
     trace = Trace()
     per_query_ms: list[float] = []
 
@@ -154,6 +173,19 @@ def evaluate_retrieval(
                 runs["fused"][query_id] = _doc_run([(f.row, f.score) for f in fused], doc_of_row)
             if "fused+rerank" in runs:
                 runs["fused+rerank"][query_id] = _doc_run(_reranked(retriever, question, fused, trace), doc_of_row)
+            if transformed:
+                assert transform is not None
+                with_transform = transformed_fusion(
+                    retriever, transform, question, fused, trace, dense_k=depth, sparse_k=depth
+                )
+                if transformed in runs:
+                    ranked = [(f.row, f.score) for f in with_transform]
+                    runs[transformed][query_id] = _doc_run(ranked, doc_of_row)
+                if f"{transformed}+rerank" in runs:
+                    reranked = _reranked(retriever, question, with_transform, trace)
+                    runs[f"{transformed}+rerank"][query_id] = _doc_run(reranked, doc_of_row)
+            if on_progress and uses_llm:  # LLM calls make each query slow: report every one
+                on_progress("queries", len(runs[wanted[0]]), len(query_ids))
         per_query_ms.append((time.perf_counter() - batch_started) * 1000 / len(batch))
         if on_progress:
             on_progress("queries", begin + len(batch), len(query_ids))
@@ -161,10 +193,16 @@ def evaluate_retrieval(
     timings["query_ms_mean"] = timings["query_s"] * 1000 / len(query_ids)
     timings["query_ms_median_batch"] = statistics.median(per_query_ms)
     timings["queries_per_s"] = len(query_ids) / timings["query_s"] if timings["query_s"] else 0.0
+    for stage in ("query_transform", "transform_retrieval", "llm_rerank"):  # LLM stages, per query
+        if stage in trace.stages:
+            timings[f"{stage}_ms_mean"] = trace.stages[stage].ms / len(query_ids)
+    caches = [chat for chat in _chat_models(retriever) if isinstance(chat, CachedChatModel)]
+    if caches:
+        timings["llm_cache_hits"] = float(sum(c.hits for c in caches))
+        timings["llm_requests"] = float(sum(c.misses for c in caches))
 
     qrels = Qrels({q: dataset.qrels[q] for q in query_ids})
     scored = {name: evaluate(qrels, Run(run), list(metrics)) for name, run in runs.items()}
-    main_variant = "fused+rerank" if retriever.rerank_depth else "fused"
     if run_out is not None:
         Run(runs[main_variant]).to_trec(run_out, tag=f"ragkit-{rag.config.name}")
     return RetrievalEvaluation(
@@ -172,9 +210,10 @@ def evaluate_retrieval(
         pipeline=rag.config.name,
         queries=len(query_ids),
         metrics=scored[main_variant],
+        main_variant=main_variant,
         timings=timings,
         variants=scored if compare else None,
-        warnings=sorted(set(trace.warnings)),
+        warnings=summarise_warnings(trace.warnings),
     )
 
 
@@ -186,8 +225,29 @@ def _reranked(retriever: HybridRetriever, question: str, fused: list[Fused], tra
     if reranked is head:  # reranker unavailable (warning in trace): the fused order stands
         return [(f.row, f.score) for f in fused]
     row_of_chunk = {hit.chunk.id: f.row for hit, f in zip(head, fused)}
-    ranked = [(row_of_chunk[hit.chunk.id], float(hit.score)) for hit in reranked]
-    # Rows below the reranked head keep their fused order, scored below every head row.
-    floor = min((score for _, score in ranked), default=0.0)
-    ranked += [(f.row, floor - 1.0 - i) for i, f in enumerate(fused[depth:])]
-    return ranked
+    # Scores by position: the reranker's order is the ranking (an LLM reranker leaves unscored
+    # hits in place among scored ones, so hit scores need not decrease down the list). Rows below
+    # the reranked head keep their fused order under it.
+    return [(row_of_chunk[hit.chunk.id], float(-i)) for i, hit in enumerate(reranked)] + [
+        (f.row, float(-len(reranked) - i)) for i, f in enumerate(fused[depth:])
+    ]
+
+
+def summarise_warnings(warnings: Sequence[str]) -> list[str]:
+    """One line per kind of warning: per-query warnings differ only in numbers and in the
+    details they give in parentheses (the model's reply, the error), so those are grouped,
+    showing the first one and how many more there were."""
+    groups: dict[str, list[str]] = {}
+    for warning in warnings:
+        kind = re.sub(r"\d+", "N", re.sub(r"\(.*\)", "()", warning, flags=re.DOTALL))
+        groups.setdefault(kind, []).append(warning)
+    return sorted(
+        f"{group[0]} (and {len(group) - 1} more like it)" if len(set(group)) > 1 else group[0]
+        for group in groups.values()
+    )
+
+
+def _chat_models(retriever: HybridRetriever) -> list[object]:
+    """The LLM clients of the retriever's transform and reranker (for cache statistics)."""
+    owners = [retriever.query_transform, retriever.reranker]
+    return [owner.chat for owner in owners if owner is not None and hasattr(owner, "chat")]

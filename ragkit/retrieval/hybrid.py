@@ -13,6 +13,7 @@ from ragkit.indexes.filters import MetadataFilter
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.retrieval.fusion import Fused, Ranking, fuse, merge_duplicates
 from ragkit.retrieval.rerank import NoReranker, Reranker
+from ragkit.retrieval.transforms import QueryTransform, transformed_fusion
 from ragkit.schema import Hit, RetrieverScore, Trace
 
 
@@ -28,12 +29,14 @@ class HybridRetriever:
         analyzer: Callable[[str], list[str]],
         config: RetrievalConfig,
         reranker: Reranker | None = None,
+        query_transform: QueryTransform | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.embedder = embedder
         self.analyzer = analyzer
         self.config = config
         self.reranker = reranker or NoReranker()
+        self.query_transform = query_transform  # None: the question is searched as it is
 
     def filter_mask(self, filter: FilterSpec | None) -> tuple[np.ndarray | None, dict[str, Any] | None]:
         """(allowed-rows mask, chroma `where`) for `filter`; (None, None) when it filters nothing."""
@@ -103,6 +106,10 @@ class HybridRetriever:
             trace.warn("sparse retrieval matched no chunk (no query term occurs in the index)")
         with trace.stage("fusion"):
             fused = fuse(self.merged({"dense": dense, "sparse": sparse}), self.config.fusion)
+        if self.query_transform is not None:  # adds the transform's searches to the question's own
+            fused = transformed_fusion(
+                self, self.query_transform, question, fused, trace, allowed=allowed, where=where
+            )
         candidates = self.hits(fused[: max(top_k, self.rerank_depth)])
         with trace.stage("rerank"):
             candidates = self.reranker.rerank(question, candidates, trace)

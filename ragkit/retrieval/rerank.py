@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from typing import Any, Protocol
 
-from ragkit.config import CrossEncoderRerankConfig, NoRerankConfig, RerankConfig
+from ragkit.config import CrossEncoderRerankConfig, LLMRerankConfig, NoRerankConfig, RerankConfig
 from ragkit.models import resolve_model
+from ragkit.retrieval.chat import ChatModel
 from ragkit.schema import Hit, RetrieverScore, Trace
 
 
@@ -76,9 +77,19 @@ class CrossEncoderReranker:
         return reranked
 
 
-def make_reranker(config: RerankConfig) -> Reranker:
+def make_reranker(config: RerankConfig, chat: ChatModel | None = None) -> Reranker:
+    """The configured reranker; `chat` is the LLM that `name: llm` asks (the pipeline's generator)."""
     if isinstance(config, CrossEncoderRerankConfig):
         return CrossEncoderReranker(config)
     if isinstance(config, NoRerankConfig):
         return NoReranker()
+    if isinstance(config, LLMRerankConfig):
+        if chat is None:
+            raise ValueError(
+                "retrieval.rerank (llm) needs an LLM to call: configure an `openai` (or `local`) "
+                "generator in the pipeline"
+            )
+        from ragkit.retrieval.llm_rerank import LLMReranker
+
+        return LLMReranker(config, chat)
     raise ValueError(f"unknown reranker {config!r}")  # unreachable: config validates names
