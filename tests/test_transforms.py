@@ -146,6 +146,18 @@ def test_multi_query_finds_the_document_the_plain_question_misses(
     assert trace.warnings == []
 
 
+def test_transform_searches_keep_the_metadata_filter(index_dir: Path, server: FakeOpenAIServer) -> None:
+    # The rewrites point at the cat, but the filter allows only the car and the river: the extra
+    # searches must obey the same filter as the question's own search.
+    server.script(Reply(body=completion(REWRITES)))
+    trace = Trace()
+    raw = pipeline(server.base_url, query_transform={"name": "multi-query", "n": 3})
+    with RAG(parse_pipeline(raw), index_dir) as rag:
+        hits = rag.retrieve(QUESTION, trace=trace, filter={"source": {"$in": ["car.txt", "river.txt"]}})
+    assert sorted(h.chunk.doc_id for h in hits) == ["car", "river"]
+    assert len(server.requests) == 1 and "transform_retrieval" in trace.stages
+
+
 def test_hyde_passage_is_used_for_dense_and_sparse_search(index_dir: Path, server: FakeOpenAIServer) -> None:
     server.script(Reply(body=completion("Passage: " + PASSAGE)))
     hyde = {"name": "hyde", "sparse_query": "question+passage", "max_tokens": 90}
