@@ -45,18 +45,9 @@ from ragkit.indexes.store import text_hash
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
 from ragkit.schema import Chunk, Document
+from paragraph_chunks import paragraphs
 
 BOOLQ = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "boolq-dev"
-
-
-def paragraphs(document: Document) -> list[Chunk]:
-    """One chunk per paragraph (exact and fast; the chunkers have their own tests)."""
-    chunks, start = [], 0
-    for part in document.text.split("\n\n"):
-        if part.strip():
-            chunks.append(Chunk.from_span(document, start, start + len(part)))
-        start += len(part) + 2
-    return chunks
 
 
 class CountingEmbedder(SentenceTransformerEmbedder):

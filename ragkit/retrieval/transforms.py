@@ -148,16 +148,21 @@ def _ask(chat: ChatModel, messages: list[dict[str, str]], what: str, trace: Trac
     return text
 
 
-class MultiQueryTransform:
-    name = "multi-query"
+class _LLMTransform:
+    """A transform that asks the pipeline's LLM (`chat`) and fuses its variants with RRF (`rrf_k`)."""
 
-    def __init__(self, config: MultiQueryConfig, chat: ChatModel) -> None:
+    def __init__(self, config: MultiQueryConfig | HydeConfig, chat: ChatModel) -> None:
         self.config = config
         self.chat = chat
 
     @property
     def rrf_k(self) -> float:
         return self.config.rrf_k
+
+
+class MultiQueryTransform(_LLMTransform):
+    name = "multi-query"
+    config: MultiQueryConfig
 
     def messages(self, question: str) -> list[dict[str, str]]:
         user = MULTI_QUERY_USER.format(n=self.config.n, question=question.strip())
@@ -181,16 +186,9 @@ class MultiQueryTransform:
         return [plain, *variants] if self.config.include_original else variants
 
 
-class HydeTransform:
+class HydeTransform(_LLMTransform):
     name = "hyde"
-
-    def __init__(self, config: HydeConfig, chat: ChatModel) -> None:
-        self.config = config
-        self.chat = chat
-
-    @property
-    def rrf_k(self) -> float:
-        return self.config.rrf_k
+    config: HydeConfig
 
     def messages(self, question: str) -> list[dict[str, str]]:
         user = HYDE_USER.format(question=question.strip())
