@@ -133,7 +133,7 @@ def tables(results: list[dict[str, Any]]) -> str:
             f"| {t.get('sparse_index', 0):.1f} s | {_mb(b['peak_rss_mb'])} |"
         )
     lines += ["", "**Query latency** (ms, p50 / p95, one query at a time; dense includes embedding the query "
-              "with MiniLM; fused = dense + sparse + RRF + fetching the hits, no rerank)", "",
+              "with MiniLM; fused = dense + sparse + the default fusion (merging identical texts, convex) + fetching the hits, no rerank)", "",
               "| chunks | sparse | dense | fused | fused CPU time | fused + rerank (top 30) | query-process peak RSS "
               "| 1.3 x (f32 vectors + BM25 matrix) |",
               "|---|---|---|---|---|---|---|---|"]  # fmt: skip
