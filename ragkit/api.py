@@ -19,15 +19,17 @@ from pydantic import BaseModel, Field
 
 from ragkit.chunkers import make_chunker
 from ragkit.config import LoaderConfig, PipelineConfig, load_pipeline
+from ragkit.errors import UserError
 from ragkit.generation import Generated, Generator, make_generator
 from ragkit.generation.citations import warn_if_uncited
 from ragkit.indexes.embedder import Embedder, make_embedder
 from ragkit.indexes.filters import MetadataFilter
-from ragkit.indexes.layout import PIPELINE_FILE, IndexStoreError, read_current, require_current, writer_lock
+from ragkit.indexes.layout import IndexStoreError, generation_pipeline, require_current, writer_lock
 from ragkit.indexes.maintenance import (
     DeleteReport,
     IndexStatus,
     VerifyReport,
+    check_target,
     delete_documents,
     ids_to_remove,
     index_status,
@@ -35,8 +37,9 @@ from ragkit.indexes.maintenance import (
 )
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
-from ragkit.indexes.writer import Progress, WriteStats, write_generation
-from ragkit.loaders import LoadedFile, discover, load_file
+from ragkit.indexes.writer import WriteStats, write_generation
+from ragkit.loaders import LoadedFile, discover, load_file, supported_extensions
+from ragkit.progress import Progress
 from ragkit.retrieval.chat import CachedChatModel, ChatModel
 from ragkit.retrieval.hybrid import FilterSpec, HybridRetriever
 from ragkit.retrieval.rerank import Reranker, make_reranker
@@ -44,6 +47,7 @@ from ragkit.retrieval.transforms import QueryTransform, make_query_transform
 from ragkit.schema import Answer, Document, Hit, LoadFailure, Trace
 
 DEFAULT_INDEX_DIR = ".ragkit"
+FILES = "files loaded"  # the ingest progress counter of files
 LOADER_THREADS = 2
 
 
@@ -151,7 +155,7 @@ class RAG:
         """An existing index with the pipeline it was built with."""
         index_dir = Path(index_dir)
         manifest = require_current(index_dir)
-        return cls(load_pipeline(index_dir / manifest.directory / PIPELINE_FILE), index_dir)
+        return cls(generation_pipeline(index_dir, manifest), index_dir)
 
     # --- components, built once and shared by ingest and query ---
 
@@ -212,7 +216,18 @@ class RAG:
         from a re-loaded JSONL/CSV file are removed). With `prune`, documents whose file under one
         of `paths` no longer exists are removed too; a file that exists but failed is kept.
         """
+        for path in paths:  # "" would mean "." (and, with prune, every relative source)
+            check_target(path, "ingest path")
+        progress = progress or Progress("ingest")
+        progress.set_phase("finding files")
         found = discover(paths, self.config.loader)
+        if not found.files and not found.failures and not prune:
+            skipped = f"; {len(found.skipped)} file(s) of unsupported types skipped" if found.skipped else ""
+            raise UserError(
+                f"nothing to ingest: no supported files under {', '.join(str(p) for p in paths)}"
+                f"{skipped} (supported: {', '.join(supported_extensions())}; see loader.include/exclude)"
+            )
+        progress.counter(FILES, "files", total=len(found.files))
         failures = list(found.failures)
         documents: list[Document] = []
         files_ok = 0
@@ -226,7 +241,9 @@ class RAG:
                 documents.extend(loaded.documents)
                 failures.extend(loaded.failures)
                 files_ok += bool(loaded.documents)
+                progress.advance(FILES, 1, failed=int(not loaded.documents and bool(loaded.failures)))
                 yield from loaded.documents
+            progress.finish(FILES)
 
         def to_remove() -> list[str]:  # called by the writer once every file is loaded
             removed.extend(ids_to_remove(self.index_dir, documents, failures, paths, prune))
@@ -245,7 +262,11 @@ class RAG:
                 delete_ids=to_remove,
             )
         return IngestReport(
-            files_ok=files_ok, failures=failures, skipped=list(found.skipped), index=stats, removed=removed
+            files_ok=files_ok,
+            failures=failures + stats.failures,
+            skipped=list(found.skipped),
+            index=stats,
+            removed=removed,
         )
 
     def ingest_documents(
@@ -263,13 +284,15 @@ class RAG:
 
     # --- maintenance ---
 
-    def delete(self, sources: Sequence[str | Path]) -> DeleteReport:
-        """Remove documents by source path, document id (`rows.jsonl#7`) or directory.
+    def delete(self, sources: Sequence[str | Path] = (), all_documents: bool = False) -> DeleteReport:
+        """Remove documents by source path, document id (`rows.jsonl#7`) or directory (written
+        with a trailing `/`: `data/archive/`); `all_documents=True` removes every document.
 
         Publishes a new generation (no model is loaded: deleting never embeds); targets that name
-        no document are listed in `DeleteReport.unmatched`.
+        no document are listed in `DeleteReport.unmatched`. An empty target, a directory without
+        its trailing `/` and `./` or `/` raise `TargetError` (nothing is deleted).
         """
-        return delete_documents(self.index_dir, sources)
+        return delete_documents(self.index_dir, sources, all_documents)
 
     def status(self) -> IndexStatus:
         """Counts, generation and on-disk size of the published index."""
@@ -285,11 +308,7 @@ class RAG:
     def snapshot(self) -> IndexSnapshot:
         """The current generation, reopened when a writer has published a newer one."""
         with self._snapshot_lock:
-            current = read_current(self.index_dir)
-            if current is None:
-                raise IndexStoreError(
-                    f"no ragkit index at {self.index_dir}: run `ragkit ingest PATH --index {self.index_dir}` first"
-                )
+            current = require_current(self.index_dir)  # says so when a first ingest is still running
             if self._snapshot is None or self._snapshot.manifest.generation != current.generation:
                 snapshot = IndexSnapshot.open(self.index_dir)
                 if snapshot.pipeline.index_signature() != self.config.index_signature():

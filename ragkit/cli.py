@@ -12,20 +12,28 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
 
 from ragkit.api import DEFAULT_INDEX_DIR, RAG, IngestReport
-from ragkit.config import PipelineConfig, PipelineError, load_pipeline
+from ragkit.config import PipelineConfig, load_pipeline
+from ragkit.errors import UserError
 from ragkit.generation.citations import NO_CITATION_WARNING
 from ragkit.generation.errors import GenerationError
 from ragkit.indexes.filters import FilterError, MetadataFilter
-from ragkit.indexes.layout import IndexStoreError, read_current
-from ragkit.models import ModelUnavailable
+from ragkit.indexes.layout import IndexDamaged, read_current
+from ragkit.progress import Progress, describe, format_seconds
+from ragkit.redaction import redact, redact_value
 from ragkit.schema import Answer, Hit
 
 app = typer.Typer(
@@ -44,43 +52,107 @@ PipelineOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
-# DatasetError is a ValueError; GenerationError names the endpoint, never the key.
-USER_ERRORS = (PipelineError, IndexStoreError, ModelUnavailable, GenerationError, FileNotFoundError, ValueError)
+# UserError: bad input, configuration, a missing/locked/damaged index, a model not installed.
+# GenerationError names the endpoint, never the key. ValueError: pydantic and argument checks.
+USER_ERRORS = (UserError, GenerationError, FileNotFoundError, ValueError)
+PROGRESS_LINE_EVERY_S = 5.0  # how often a plain progress line is printed when stderr is not a terminal
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = 2, as_json: bool = False, **context: object) -> NoReturn:
+    """Report an error on stderr (and, with --json, as a JSON object on stdout) and exit `code`."""
+    message = redact(message)
+    if as_json:
+        print_json({"error": message, "exit_code": code, **context})
     err.print(f"error: {message}", style="bold red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
-def progress_bar(disable: bool) -> Progress:
-    """The one progress display of the CLI: on stderr, gone when done, off for --json."""
-    return Progress(
-        TextColumn("{task.description:>10}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=disable,
-    )
+@contextmanager
+def command_errors(as_json: bool = False, index: Path | None = None) -> Iterator[None]:
+    """Every way a command can end badly, reported the same way (and as JSON with --json):
+    user errors exit 2, Ctrl-C exits 130 saying what state the index is in, and anything
+    else (a bug) prints its JSON error before the traceback."""
+    context = {"index": str(index)} if index is not None else {}
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        fail(f"interrupted; {_index_state(index)}", 130, as_json, interrupted=True, **context)
+    except USER_ERRORS as exc:
+        fail(str(exc), 2, as_json, **context)
+    except Exception as exc:
+        if as_json:
+            print_json({"error": f"internal error: {type(exc).__name__}: {exc}", "exit_code": 1, **context})
+        raise
 
 
-class RichProgress:
-    """Adapts the ingest progress hooks to one rich progress bar per task, on stderr."""
+def _index_state(index: Path | None) -> str:
+    if index is None:
+        return "nothing was changed"
+    try:
+        current = read_current(index)
+    except UserError:
+        return f"index {index} unchanged"
+    if current is None:
+        return f"nothing was published to {index}"
+    return f"index unchanged at generation {current.generation}"
 
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task: int | None = None
 
-    def start(self, task: str, total: int | None) -> None:
-        if self.task is not None:
-            self.progress.update(self.task, visible=self.progress.tasks[self.task].total is not None)
-        self.task = self.progress.add_task(task, total=total)
+def print_json(payload: object) -> None:
+    """The one way JSON reaches stdout: secrets are masked in every string of it."""
+    print(json.dumps(redact_value(payload), indent=2, ensure_ascii=False))
 
-    def advance(self, n: int = 1) -> None:
-        if self.task is not None:
-            self.progress.advance(self.task, n)
+
+@contextmanager
+def show_progress(progress: Progress, as_json: bool = False) -> Iterator[None]:
+    """Show `progress` on stderr while the block runs: a live display on a terminal; otherwise a
+    plain line (with --json: a JSON line `{"event": "progress", ...}`) every few seconds and at
+    the end, so logs and CI show that a long command is moving."""
+    if err.is_terminal and not as_json:
+        with Live(console=err, transient=True, refresh_per_second=4, get_renderable=lambda: _render(progress)):
+            yield
+        return
+    stop = threading.Event()
+
+    def emit() -> None:
+        snapshot = progress.snapshot()
+        if as_json:
+            sys.stderr.write(json.dumps({"event": "progress", **snapshot}) + "\n")
+        else:
+            sys.stderr.write(f"[{progress.operation}] {describe(snapshot)}\n")
+        sys.stderr.flush()
+
+    def tick() -> None:
+        while not stop.wait(PROGRESS_LINE_EVERY_S):
+            emit()
+
+    thread = threading.Thread(target=tick, name="ragkit-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        if progress.snapshot()["elapsed_s"] >= PROGRESS_LINE_EVERY_S:
+            emit()  # the final counts, for anything that ran long enough to print a line
+
+
+def _render(progress: Progress) -> Table:
+    snapshot = progress.snapshot()
+    table = Table.grid(padding=(0, 1))
+    table.add_row(Text(snapshot["phase"] or progress.operation, style="bold"), Text(""), Text(format_seconds(snapshot["elapsed_s"])))
+    for c in snapshot["counters"]:
+        bar = ProgressBar(total=c["total"] or None, completed=c["done"], width=30)
+        amount = f"{c['done']:,}" + (f"/{c['total']:,}" if c["total"] is not None else "")
+        if c["failed"]:
+            amount += f" ({c['failed']:,} failed)"
+        if c["rate_per_s"] is not None and not c["finished"]:
+            amount += f"  {c['rate_per_s']:.1f}/s"
+            if c["eta_s"] is not None:
+                amount += f"  ETA {format_seconds(c['eta_s'])}"
+        table.add_row(Text(c["name"]), bar, Text(amount))
+    return table
 
 
 def _pipeline_for(index_dir: Path, pipeline: Path | None) -> PipelineConfig:
@@ -93,7 +165,7 @@ def _pipeline_for(index_dir: Path, pipeline: Path | None) -> PipelineConfig:
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or directories to ingest.")],
+    paths: Annotated[list[str], typer.Argument(help="Files or directories to ingest.")],
     index: IndexOption = Path(DEFAULT_INDEX_DIR),
     pipeline: PipelineOption = None,
     prune: Annotated[
@@ -101,15 +173,18 @@ def ingest(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Load, chunk, embed and index PATHS. Unchanged files are skipped; failures are reported."""
-    try:
+    """Load, chunk, embed and index PATHS. Unchanged files are skipped; failures are reported.
+
+    Exit code: 0 ok; 1 some files or documents failed (the rest was indexed); 2 nothing done
+    (bad pipeline or path, nothing to ingest, missing/locked/damaged index, disk full);
+    130 interrupted (the index is unchanged)."""
+    progress = Progress("ingest")
+    with command_errors(as_json, index):
         rag = RAG(_pipeline_for(index, pipeline), index)
-        with progress_bar(disable=as_json) as bar:
-            report = rag.ingest(paths, progress=RichProgress(bar), prune=prune)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+        with show_progress(progress, as_json):
+            report = rag.ingest(paths, progress=progress, prune=prune)
     if as_json:
-        print(json.dumps(_ingest_json(report, index), indent=2))
+        print_json(_ingest_json(report, index))
     else:
         _print_ingest_summary(report, index)
     raise typer.Exit(0 if report.ok else 1)
@@ -179,20 +254,18 @@ def query(
         try:
             metadata_filter = MetadataFilter.parse(filter_json)
         except FilterError as exc:
-            fail(f"--filter: {exc}")
-    try:
+            fail(f"--filter: {exc}", as_json=as_json)
+    with command_errors(as_json and not stream, index):
         rag = RAG(load_pipeline(pipeline), index) if pipeline else RAG.open(index)
         if stream:
             answer = _stream_answer(rag, question, top_k, as_json, metadata_filter)
         else:
             answer = rag.query(question, top_k=top_k, filter=metadata_filter)
-    except USER_ERRORS as exc:
-        fail(str(exc))
     if as_json:
         if stream:
             _print_json_line({"event": "answer", **answer.to_json_dict()})
         else:
-            print(json.dumps(answer.to_json_dict(), indent=2, ensure_ascii=False))
+            print_json(answer.to_json_dict())
         return
     if not stream:
         out.print(answer.text, markup=False, highlight=False, soft_wrap=True)
@@ -202,7 +275,7 @@ def query(
 
 
 def _print_json_line(event: dict) -> None:
-    sys.stdout.write(json.dumps(event, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(redact_value(event), ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
@@ -249,19 +322,24 @@ def _pages(hit: Hit) -> str:
 
 @app.command()
 def delete(
-    sources: Annotated[list[str], typer.Argument(help="Source paths, document ids or directories to remove.")],
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Source paths, document ids, or directories written with a trailing '/'."),
+    ] = None,
     index: IndexOption = Path(DEFAULT_INDEX_DIR),
+    all_documents: Annotated[bool, typer.Option("--all", help="Remove every document of the index.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove documents from the index (by source, document id or directory) in a new generation."""
+    """Remove documents from the index (by source, document id or directory/) in a new generation.
+
+    Refused (exit 2, nothing deleted): an empty SOURCE, a directory without its trailing '/',
+    and './' or '/' (use --all)."""
     from ragkit.indexes.maintenance import delete_documents
 
-    try:
-        report = delete_documents(index, sources)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    with command_errors(as_json, index):
+        report = delete_documents(index, sources or [], all_documents)
     if as_json:
-        print(json.dumps({"index": str(index), **report.model_dump()}, indent=2))
+        print_json({"index": str(index), **report.model_dump()})
     else:
         out.print(f"[bold]Delete from {index}[/] (generation {report.generation})", highlight=False)
         out.print(f"  documents removed: {len(report.deleted)} ({report.chunks_removed} chunks)")
@@ -289,20 +367,30 @@ def status(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Documents, chunks, generation and on-disk size of the index (and a running writer's PID)."""
+    """Documents, chunks, generation and on-disk size of the index (and a running writer's PID).
+
+    Exit code: 0 ok; 1 --verify found a problem (a damaged index is reported, not raised);
+    2 no index, or a damaged one without --verify."""
     import time
 
-    try:
-        rag = RAG.open(index)
-        info = rag.status()
-        report = rag.verify() if verify else None
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    from ragkit.indexes.maintenance import index_status, verify_index
+
+    info = report = None
+    with command_errors(as_json, index):
+        try:
+            info = index_status(index)
+        except IndexDamaged:
+            if not verify:
+                raise
+        if verify:
+            report = verify_index(index, _verify_embedder(index), sample=16)
     if as_json:
-        payload = info.model_dump()
+        payload = info.model_dump() if info is not None else {"index_dir": str(index), "damaged": True}
         if report is not None:
             payload["verify"] = report.to_json_dict()
-        print(json.dumps(payload, indent=2))
+        print_json(payload)
+    elif info is None:
+        out.print(f"[bold]Index {index}[/]: damaged (details below)", highlight=False)
     else:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
         out.print(f"[bold]Index {index}[/]", highlight=False)
@@ -326,12 +414,46 @@ def status(
                 for name, kinds in sorted(info.filter_fields.items())
             )
             out.print(f"  filterable:  {fields}", markup=False, highlight=False, soft_wrap=True)
-        if report is not None:
-            out.print(f"[bold]Verify[/]: {'ok' if report.ok else 'FAILED'}", highlight=False)
-            for check in report.checks:
-                mark = "ok  " if check.ok else "FAIL"
-                out.print(f"  {mark} {check.name}: {check.detail}", markup=False, highlight=False, soft_wrap=True)
+    if report is not None and not as_json:
+        out.print(f"[bold]Verify[/]: {'ok' if report.ok else 'FAILED'}", highlight=False)
+        for check in report.checks:
+            mark = "ok  " if check.ok else "FAIL"
+            out.print(f"  {mark} {check.name}: {check.detail}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(1 if report is not None and not report.ok else 0)
+
+
+def _verify_embedder(index: Path) -> object | None:
+    """The embedder of the index's own pipeline, to re-embed samples; None if it cannot be read."""
+    try:
+        rag = RAG.open(index)
+    except UserError:
+        return None  # a damaged pipeline.yaml: the checksum and manifest checks report it
+    return rag.embedder
+
+
+@app.command()
+def restore(
+    index: IndexOption = Path(DEFAULT_INDEX_DIR),
+    force: Annotated[bool, typer.Option("--force", help="Roll back even when the current generation is intact.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the previous intact generation current again (after damage to the current one).
+
+    Documents ingested since that generation are gone from the index until the next ingest."""
+    from ragkit.indexes.maintenance import restore_previous
+
+    with command_errors(as_json, index):
+        result = restore_previous(index, force=force)
+    if as_json:
+        print_json({"index": str(index), **result.model_dump()})
+        return
+    out.print(
+        f"[bold]Restored {index}[/]: generation {result.restored_generation} is current again "
+        f"(generation {result.replaced_generation} was removed)",
+        highlight=False,
+    )
+    for problem in result.problems:
+        out.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
 
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
@@ -357,27 +479,17 @@ def eval_retrieval(
     """Index DATASET's corpus (cached), run its queries and print retrieval metrics."""
     from ragkit.eval.retrieval import cache_dir_for, evaluate_retrieval
 
-    try:
+    progress = Progress("eval retrieval")
+    with command_errors(as_json, index):
         config = load_pipeline(pipeline) if pipeline else PipelineConfig()
         rag = RAG(config, index or cache_dir_for(dataset, config))
-        with progress_bar(disable=as_json) as bar:
-            hooks = RichProgress(bar)
-            tasks: dict[str, int] = {}
-
-            def on_progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(stage, total=total)
-                bar.update(tasks[stage], completed=done)
-
+        with show_progress(progress, as_json):
             result = evaluate_retrieval(
                 dataset, rag, max_queries=max_queries, compare=compare, run_out=run_out, split=split,
-                on_progress=on_progress, ingest_progress=hooks,
-                llm_cache=Path(".ragkit/eval/llm-cache.sqlite"),
+                progress=progress, llm_cache=Path(".ragkit/eval/llm-cache.sqlite"),
             )
-    except USER_ERRORS as exc:
-        fail(str(exc))
     if as_json:
-        print(json.dumps(result.to_json_dict(), indent=2))
+        print_json(result.to_json_dict())
         return
     from rich.table import Table
 
@@ -470,16 +582,21 @@ def eval_faithfulness(
 
         started = time.perf_counter()
         results: list[Any] = []
-        with progress_bar(disable=as_json) as bar:
-            task = bar.add_task("scoring", total=len(rows))
+        progress = Progress("eval faithfulness")
+        progress.set_phase(f"scoring {len(rows)} rows with the {scorer} scorer")
+        progress.counter("rows scored", "rows", total=len(rows))
+        with show_progress(progress, as_json):
             for begin in range(0, len(rows), _SCORE_CHUNK):
                 chunk = rows[begin : begin + _SCORE_CHUNK]
-                results.extend(engine.score_batch(chunk))
-                bar.advance(task, len(chunk))
+                scored_chunk = engine.score_batch(chunk)
+                results.extend(scored_chunk)
+                progress.advance("rows scored", len(chunk), failed=sum(hasattr(r, "error") for r in scored_chunk))
         timings["score_s"] = time.perf_counter() - started
         timings["rows_per_s"] = len(rows) / timings["score_s"] if timings["score_s"] else 0.0
     except (*USER_ERRORS, GenerationError) as exc:
-        fail(str(exc))
+        fail(str(exc), as_json=as_json)
+    except KeyboardInterrupt:
+        fail("interrupted; nothing was written", 130, as_json, interrupted=True)
 
     records: list[dict[str, Any]] = []
     scored: list[tuple[Any, float]] = []
@@ -518,13 +635,14 @@ def eval_faithfulness(
         summary["labelled_rows"] = len(labelled)
         summary["note"] = "AUROC needs both labels 0 and 1 among the scored rows"
     summary["timings"] = timings
+    records = redact_value(records)  # a judge may echo a key into a claim, evidence or error
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         with out_file.open("w", encoding="utf-8") as handle:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         out.print(f"[bold]Faithfulness[/] of {file} with the {scorer} scorer", highlight=False)
         out.print(f"  rows:        {len(rows)} ({len(errors)} could not be scored)")
@@ -558,18 +676,13 @@ def eval_suite(
     Exit code: 0 every threshold passes; 1 some threshold fails; 2 bad suite, dataset or pipeline.
     """
     from ragkit.eval.suite import run_suite
-    from ragkit.generation.errors import GenerationError
 
-    def progress(message: str) -> None:
-        if not as_json:
-            err.print(message, markup=False, highlight=False, soft_wrap=True)
-
-    try:
-        result = run_suite(suite_file, report, on_progress=progress)
-    except (*USER_ERRORS, GenerationError) as exc:
-        fail(str(exc))
+    progress = Progress("eval suite")
+    with command_errors(as_json):
+        with show_progress(progress, as_json):
+            result = run_suite(suite_file, report, progress=progress)
     if as_json:
-        print(json.dumps(
+        print_json((
             {
                 "suite": result.suite,
                 "passed": result.passed,
@@ -579,8 +692,7 @@ def eval_suite(
                     {k: v for k, v in pair.model_dump().items() if k != "samples"} for pair in result.results
                 ],
                 "thresholds": [c.model_dump() for c in result.thresholds],
-            },
-            indent=2,
+            }
         ))
     else:
         from rich.table import Table

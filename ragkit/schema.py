@@ -8,18 +8,48 @@ to users (`ragkit query --json`) and validates what comes back from disk.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ragkit.redaction import redact
 
 
 def content_hash(*parts: str, length: int = 16) -> str:
     """A short, stable hex digest of `parts` (NUL-separated so ("ab","c") != ("a","bc"))."""
     digest = hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:length]
+
+
+_UNSAFE = re.compile("[\x00\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` as valid Unicode that every later stage can encode: surrogate pairs that arrived as
+    two code points are joined, lone surrogates and NUL characters become U+FFFD.
+
+    A lone surrogate (JSON "\\ud800", a non-UTF-8 file name) cannot be encoded as UTF-8, so the
+    tokenizer, SQLite and JSON output would each fail on it; NUL ends strings in C libraries.
+    """
+    if not _UNSAFE.search(text):
+        return text
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return joined.replace("\x00", "\ufffd")
+
+
+def clean_value(value: Any) -> Any:
+    """`clean_text` applied to every string (keys too) inside JSON-like metadata."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_value(k): clean_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_value(v) for v in value]
+    return value
 
 
 class Document(BaseModel):
@@ -37,6 +67,18 @@ class Document(BaseModel):
     source: str
     text: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    # Whatever a loader (or an API caller) produced, a Document holds valid Unicode: this is the
+    # one place every text passes before it reaches a chunker, the embedder or the store.
+    @field_validator("id", "source", "text")
+    @classmethod
+    def _valid_unicode(cls, value: str) -> str:
+        return clean_text(value)
+
+    @field_validator("metadata")
+    @classmethod
+    def _valid_metadata(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return clean_value(value)
 
 
 class Chunk(BaseModel):
@@ -87,17 +129,37 @@ class RetrieverScore(BaseModel):
 
 
 class Hit(BaseModel):
-    """A retrieved chunk with its final score and each retriever's rank/score."""
+    """A retrieved chunk with its final score and each retriever's rank/score.
+
+    `hit.source`, `hit.text`, `hit.chunk_id` and `hit.metadata` are the chunk's, for convenience."""
 
     chunk: Chunk
     score: float
     retrievers: dict[str, RetrieverScore] = Field(default_factory=dict)
 
+    @property
+    def source(self) -> str:
+        return self.chunk.source
+
+    @property
+    def text(self) -> str:
+        return self.chunk.text
+
+    @property
+    def chunk_id(self) -> str:
+        return self.chunk.id
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.chunk.metadata
+
 
 class Citation(BaseModel):
-    """Context block `n` (1-based, as numbered in the prompt) and the chunk it points to."""
+    """Citation `[n]` as the answer shows it (1, 2, 3... in order of first appearance) and the chunk
+    it points to: context block `block` (1-based, as numbered in the prompt), i.e. `hits[block - 1]`."""
 
     n: int
+    block: int
     chunk_id: str
     source: str
     start: int
@@ -115,7 +177,8 @@ class Trace(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
     def warn(self, message: str) -> None:
-        self.warnings.append(message)
+        """Record a warning; secrets are masked here, so no trace can leak one (see ragkit.redaction)."""
+        self.warnings.append(redact(message))
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

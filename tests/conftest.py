@@ -8,6 +8,15 @@ import pytest
 from fake_openai import FakeOpenAIServer, clean_openai_env
 
 
+@pytest.fixture(autouse=True)
+def _forget_registered_secrets() -> Iterator[None]:
+    """Secrets registered by one test's configs are masked process-wide: forget them afterwards."""
+    yield
+    from ragkit.redaction import forget_secrets
+
+    forget_secrets()
+
+
 @pytest.fixture
 def server() -> Iterator[FakeOpenAIServer]:
     """A running `FakeOpenAIServer` (nothing scripted yet), shut down after the test."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from paragraph_chunks import paragraphs
 
 import ragkit.indexes.writer as writer_module
 from ragkit.config import FaissConfig, PipelineConfig, parse_pipeline
@@ -37,7 +38,6 @@ from ragkit.indexes.chroma_dense import (
 )
 from ragkit.indexes.embedder import SentenceTransformerEmbedder
 from ragkit.indexes.faiss_dense import FaissDenseIndex
-from ragkit.indexes.filters import filterable_metadata
 from ragkit.indexes.layout import EMBEDDINGS_FILE, read_current, writer_lock
 from ragkit.indexes.maintenance import verify_index
 from ragkit.indexes.snapshot import IndexSnapshot
@@ -45,7 +45,6 @@ from ragkit.indexes.store import text_hash
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
 from ragkit.schema import Chunk, Document
-from paragraph_chunks import paragraphs
 
 BOOLQ = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "boolq-dev"
 

@@ -49,9 +49,12 @@ def test_invalid_yaml_names_the_file(tmp_path):
 
 
 def test_omitted_component_name_takes_the_default():
-    config = parse_pipeline({"chunker": {"chunk_size": 120}, "retrieval": {"rerank": {"top_n": 5}}})
+    config = parse_pipeline({"chunker": {"chunk_size": 120}, "retrieval": {"fusion": {"weights": {"dense": 0.5, "sparse": 0.5}}}})
     assert config.chunker.name == "markdown" and config.chunker.chunk_size == 120
-    assert config.retrieval.rerank.name == "cross-encoder" and config.retrieval.rerank.top_n == 5
+    # the field's default (convex), never another component that happens to accept the keys (rrf)
+    assert config.retrieval.fusion.name == "convex" and config.retrieval.fusion.weights == {"dense": 0.5, "sparse": 0.5}
+    with pytest.raises(PipelineError, match="retrieval.rerank"):  # the default reranker is none: no top_n
+        parse_pipeline({"retrieval": {"rerank": {"top_n": 5}}})
 
 
 def test_api_key_is_never_saved():

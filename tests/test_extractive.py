@@ -78,8 +78,8 @@ def test_quotes_the_supporting_sentence_with_its_antecedent_and_cites_it(generat
     assert "William Herschel spotted it on 13 March 1781" in result.text
     # the pronoun "it" is resolved by quoting the sentence before as well, as one quote
     assert "Uranus was the first planet discovered with a telescope. The astronomer William Herschel" in result.text
-    assert result.text.count("[2]") == result.text.count("[")  # every quote cites block 2
-    assert [c.n for c in result.citations] == [2]
+    assert result.text.count("[1]") == result.text.count("[")  # every quote cites block 2, shown as [1]
+    assert [(c.n, c.block) for c in result.citations] == [(1, 2)]
     assert result.citations[0].source == "data/d1.md"
     assert "Phobos" not in result.text
 

@@ -1,11 +1,16 @@
 """Fusion: RRF and convex combination, checked against hand-computed values."""
 
+import numpy as np
 import pytest
 
 from ragkit.config import ConvexConfig, RRFConfig
-from ragkit.retrieval.fusion import convex_combination, fuse, min_max, reciprocal_rank_fusion, merge_duplicates
-
-import numpy as np
+from ragkit.retrieval.fusion import (
+    convex_combination,
+    fuse,
+    merge_duplicates,
+    min_max,
+    reciprocal_rank_fusion,
+)
 
 DENSE = [(10, 0.9), (11, 0.8), (12, 0.1)]
 SPARSE = [(12, 7.0), (13, 3.0), (10, 1.0)]

@@ -5,15 +5,16 @@ Real components throughout: the bundled MiniLM embedder, faiss, the BM25 index a
 
 import numpy as np
 import pytest
+from paragraph_chunks import paragraphs
 
 from ragkit.config import PipelineConfig, parse_pipeline
+from ragkit.indexes.bm25 import BM25Index
 from ragkit.indexes.embedder import SentenceTransformerEmbedder
 from ragkit.indexes.layout import IndexLocked, IndexStoreError, read_current, writer_lock
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
 from ragkit.schema import Document
-from paragraph_chunks import paragraphs
 
 CONFIG = PipelineConfig()
 
@@ -105,11 +106,11 @@ def test_changed_document_replaces_exactly_its_own_chunks(write, tmp_path, embed
 def test_failed_write_leaves_the_published_generation_intact(write, tmp_path, embedder, monkeypatch):
     write(DOCS)
 
-    def broken(texts, on_batch=None):
-        raise RuntimeError("encoder crashed")
+    def broken(*args, **kwargs):
+        raise RuntimeError("index build crashed")
 
-    monkeypatch.setattr(embedder, "embed", broken)
-    with pytest.raises(RuntimeError, match="encoder crashed"):
+    monkeypatch.setattr(BM25Index, "build", broken)
+    with pytest.raises(RuntimeError, match="index build crashed"):
         write([Document(id="c.md", source="c.md", text="Jupiter has a Great Red Spot.")])
     assert read_current(tmp_path).generation == 1
     assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-000001"]

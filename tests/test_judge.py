@@ -20,7 +20,14 @@ from fake_openai import FakeOpenAIServer, Reply, completion, error_body
 
 from ragkit.config import OpenAIGeneratorConfig
 from ragkit.eval.faithfulness import FaithfulnessResult
-from ragkit.eval.judge import CLAIMS_SYSTEM, JudgeError, LLMJudgeScorer, ScoreError, parse_claims, parse_verdicts
+from ragkit.eval.judge import (
+    CLAIMS_SYSTEM,
+    JudgeError,
+    LLMJudgeScorer,
+    ScoreError,
+    parse_claims,
+    parse_verdicts,
+)
 from ragkit.generation.errors import GenerationError
 
 # The judge talks to the local test server only: ignore any OPENAI_*/proxy settings of the machine.

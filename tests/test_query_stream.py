@@ -60,7 +60,8 @@ def test_query_stream_yields_deltas_then_the_cited_answer(server: FakeOpenAIServ
     server.script(Reply(deltas=pieces))
     with openai_rag(server, index) as rag:
         stream = rag.query_stream(QUESTION, top_k=2)
-        assert list(stream) == pieces
+        deltas = list(stream)
+        assert "".join(deltas) == "".join(pieces) and len(deltas) >= 3
         answer = stream.answer()
     assert answer.text == "The Louvre opened in 1793 [1]."
     assert [c.source for c in answer.citations] == [answer.hits[0].chunk.source]
@@ -122,7 +123,9 @@ def test_cli_stream_json_lines(server: FakeOpenAIServer, index: Path, tmp_path: 
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    assert events[:-1] == [{"event": "delta", "text": piece} for piece in pieces]
+    assert all(e["event"] == "delta" for e in events[:-1]) and len(events) >= 4
+    # deltas arrive as the model writes them, [n] already numbered as in the final answer
+    assert "".join(e["text"] for e in events[:-1]) == "The Louvre opened in 1793 [1]."
     final = events[-1]
     assert final["event"] == "answer" and set(final) == {"event", "answer", "citations", "hits", "trace"}
     assert final["answer"] == "The Louvre opened in 1793 [1]."  # the [9] no block backs is dropped

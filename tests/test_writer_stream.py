@@ -10,6 +10,7 @@ import hashlib
 
 import numpy as np
 import pytest
+from paragraph_chunks import paragraphs
 
 from ragkit.config import PipelineConfig, parse_pipeline
 from ragkit.indexes.bm25 import BM25Index
@@ -20,7 +21,6 @@ from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
 from ragkit.schema import Document
-from paragraph_chunks import paragraphs
 
 # batch_size 1 -> the writer encodes in blocks of 32 texts
 CONFIG = parse_pipeline({"dense": {"embedder": {"batch_size": 1}}})
@@ -178,7 +178,7 @@ def test_embed_sorts_by_length_over_all_input_and_keeps_input_order():
     texts = ["x" * int(n) + str(i) for i, n in enumerate(rng.integers(1, 200, 50))]
     blocks = []
     out = embedder.embed(texts, on_batch=blocks.append)
-    assert blocks == [16, 16, 16, 2]  # blocks of batch_size * 8, progress per block
+    assert blocks == [2] * 25  # one batch per encode call: progress moves every batch
     flat = [t for call in model.calls for t in call]
     assert [len(t) for t in flat] == sorted((len(t) for t in texts), reverse=True)
     assert np.array_equal(out, np.stack([vector(t) for t in texts]))

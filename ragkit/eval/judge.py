@@ -39,6 +39,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ragkit.config import OpenAIGeneratorConfig
+from ragkit.errors import RagkitError
 from ragkit.eval.faithfulness import ClaimVerdict, FaithfulnessResult
 from ragkit.generation.errors import GenerationError
 from ragkit.generation.prompt import fence_for
@@ -78,7 +79,7 @@ _FENCED = re.compile(r"\A```[A-Za-z]*[ \t]*\n(.*)\n[ \t]*```\Z", re.DOTALL)
 _SHOWN_CHARS = 200
 
 
-class JudgeError(RuntimeError):
+class JudgeError(RagkitError, RuntimeError):
     """The judge gave no usable verdict for an answer (unparseable output after every attempt)."""
 
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ragkit.errors import UserError
+
 __all__ = [
     "METRICS",
     "DatasetError",
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A malformed evaluation file (qrels, run, dataset); the message names file and line."""
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):

@@ -25,7 +25,7 @@ import hashlib
 import re
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from ragkit.config import PipelineConfig
 from ragkit.eval.datasets import BeirDataset, load_beir
 from ragkit.eval.metrics import DatasetError, Qrels, Run, evaluate
+from ragkit.progress import Progress
 from ragkit.retrieval.chat import CachedChatModel
 from ragkit.retrieval.fusion import Fused, fuse
 from ragkit.retrieval.transforms import transformed_fusion
@@ -41,12 +42,12 @@ from ragkit.schema import Document, Trace
 
 if TYPE_CHECKING:
     from ragkit.api import RAG
-    from ragkit.indexes.writer import Progress
     from ragkit.retrieval.hybrid import HybridRetriever
 
 DEFAULT_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100")
 VARIANTS = ("sparse", "dense", "fused", "fused+rerank")
 RUN_DEPTH = 100  # documents per query in the run (enough for every @100 metric)
+QUERIES = "queries"  # the progress counter
 
 
 class RetrievalEvaluation(BaseModel):
@@ -122,19 +123,19 @@ def evaluate_retrieval(
     split: str = "test",
     batch_size: int = 64,
     metrics: Sequence[str] = DEFAULT_METRICS,
-    on_progress: Callable[[str, int, int], None] | None = None,
-    ingest_progress: Progress | None = None,
+    progress: Progress | None = None,
     llm_cache: str | Path | None = None,
 ) -> RetrievalEvaluation:
     """Index `dataset_dir`'s corpus into `rag`'s index (incremental: a no-op when cached),
-    run its queries and score them. `on_progress(stage, done, total)` reports query progress,
-    `ingest_progress` the indexing."""
+    run its queries and score them. `progress` gets the indexing and a "queries" counter."""
     dataset_dir = Path(dataset_dir)
     dataset = load_beir(dataset_dir, split=split)
     timings: dict[str, float] = {}
+    progress = progress or Progress("eval retrieval")
 
     started = time.perf_counter()
-    stats = rag.ingest_documents(beir_documents(dataset, dataset_dir / "corpus.jsonl"), ingest_progress)
+    progress.set_phase(f"indexing {dataset_dir.name}'s corpus (cached after the first run)")
+    stats = rag.ingest_documents(beir_documents(dataset, dataset_dir / "corpus.jsonl"), progress)
     timings["ingest_s"] = time.perf_counter() - started
     timings["texts_embedded"] = float(stats.texts_embedded)
 
@@ -153,8 +154,9 @@ def evaluate_retrieval(
     if compare and transformed:
         wanted += [transformed] + ([f"{transformed}+rerank"] if retriever.rerank_depth else [])
     runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in wanted}
-    uses_llm = transform is not None or retriever.config.rerank.name == "llm"
     trace = Trace()
+    progress.set_phase(f"running {len(query_ids)} queries ({', '.join(wanted)})")
+    progress.counter(QUERIES, "queries", total=len(query_ids))
     per_query_ms: list[float] = []
 
     started = time.perf_counter()
@@ -184,11 +186,9 @@ def evaluate_retrieval(
                 if f"{transformed}+rerank" in runs:
                     reranked = _reranked(retriever, question, with_transform, trace)
                     runs[f"{transformed}+rerank"][query_id] = _doc_run(reranked, doc_of_row)
-            if on_progress and uses_llm:  # LLM calls make each query slow: report every one
-                on_progress("queries", len(runs[wanted[0]]), len(query_ids))
+            progress.advance(QUERIES)
         per_query_ms.append((time.perf_counter() - batch_started) * 1000 / len(batch))
-        if on_progress:
-            on_progress("queries", begin + len(batch), len(query_ids))
+    progress.finish(QUERIES)
     timings["query_s"] = time.perf_counter() - started
     timings["query_ms_mean"] = timings["query_s"] * 1000 / len(query_ids)
     timings["query_ms_median_batch"] = statistics.median(per_query_ms)

@@ -87,7 +87,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ragkit.config import (
@@ -95,9 +94,10 @@ from ragkit.config import (
     PipelineError,
     describe_validation_error,
     load_pipeline,
-    read_yaml_mapping,
     parse_pipeline,
+    read_yaml_mapping,
 )
+from ragkit.errors import UserError
 from ragkit.eval.answers import (
     containment,
     context_precision,
@@ -110,6 +110,8 @@ from ragkit.eval.answers import (
 )
 from ragkit.eval.datasets import _read_jsonl, load_beir
 from ragkit.eval.metrics import DatasetError, Qrels, Run, evaluate, parse_metric
+from ragkit.progress import Progress
+from ragkit.redaction import redact, redact_value
 from ragkit.schema import Trace
 
 if TYPE_CHECKING:
@@ -159,7 +161,7 @@ _FULL_RUN_DEPTH = 100  # chunks retrieved for a retrieval metric without "@k"
 _REPORT_EXAMPLES = 5
 
 
-class SuiteError(ValueError):
+class SuiteError(UserError, ValueError):
     """A suite that cannot run (bad YAML, unknown field, missing file); names the file and field."""
 
 
@@ -427,13 +429,9 @@ def _load_suite_pipeline(base: Path, value: str | PipelineSpec) -> PipelineConfi
     if isinstance(value, str):
         return load_pipeline(_resolve(base, value))
     path = _resolve(base, value.path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PipelineError(f"pipeline file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise PipelineError(f"{path}: invalid YAML: {exc}") from None
-    merged = _merge(raw if raw is not None else {}, value.override)
+    # The one YAML reader: its errors give the position, never the line (which may hold a key).
+    raw = read_yaml_mapping(path, "pipeline", PipelineError)
+    merged = _merge(raw, value.override)
     if isinstance(merged, dict):
         merged["name"] = value.name
     return parse_pipeline(merged, origin=f"{path} with the suite's override for {value.name!r}")
@@ -518,16 +516,18 @@ def _retrieval_metrics_questions(
 
 def _answer_metrics(
     rag: RAG, items: list[_Item], scorer: _Scorer, wanted: list[str], kind: str, root: Path | None, trace: Trace,
-    on_progress: Callable[[str], None],
+    on_progress: Callable[[str], None], progress: Progress,
 ) -> tuple[dict[str, float | None], dict[str, int], list[dict[str, Any]], dict[str, float]]:
     started = time.perf_counter()
     answers = []
-    for i, item in enumerate(items, 1):
+    on_progress(f"answering {len(items)} questions")
+    progress.counter("questions answered", "questions", total=len(items))
+    for item in items:
         answer = rag.query(item.question)
         trace.warnings.extend(answer.trace.warnings)
         answers.append(answer)
-        if i % 10 == 0 or i == len(items):
-            on_progress(f"answered {i}/{len(items)} questions")
+        progress.advance("questions answered")
+    progress.finish("questions answered")
     generate_s = time.perf_counter() - started
 
     def shown(source: str) -> str:
@@ -622,7 +622,7 @@ def _warning_lines(trace: Trace) -> list[str]:
 
 def _run_questions(
     spec: DatasetSpec, base: Path, rag_for: Callable[[Path], RAG], wanted: list[str], scorer: _Scorer,
-    cache_root: Path, config: PipelineConfig, on_progress: Callable[[str], None],
+    cache_root: Path, config: PipelineConfig, on_progress: Callable[[str], None], progress: Progress,
 ) -> tuple[dict[str, float | None], dict[str, int], list[dict[str, Any]], dict[str, float], list[str]]:
     questions = load_questions(_resolve(base, spec.path))
     root = _resolve(base, spec.sources_root) if spec.sources_root else base.resolve()
@@ -640,7 +640,7 @@ def _run_questions(
 
     on_progress(f"ingesting {', '.join(str(p) for p in corpus)}")
     started = time.perf_counter()
-    report = rag.ingest(corpus, prune=True)
+    report = rag.ingest(corpus, prune=True, progress=progress)
     timings["ingest_s"] = time.perf_counter() - started
     timings["texts_embedded"] = float(report.index.texts_embedded)
     warnings += [f"corpus file failed to load: {f.path}: {f.reason}" for f in report.failures]
@@ -664,7 +664,7 @@ def _run_questions(
 
     sample = _sample(items, spec.sample_questions, spec.seed)
     answer_metrics, counts, samples, answer_timings = _answer_metrics(
-        rag, sample, scorer, wanted, "questions", root, trace, on_progress
+        rag, sample, scorer, wanted, "questions", root, trace, on_progress, progress
     )
     timings.update(answer_timings)
     metrics: dict[str, float | None] = {m: scored.get(m) for m in retrieval}
@@ -676,7 +676,7 @@ def _run_questions(
 
 def _run_beir(
     spec: DatasetSpec, base: Path, rag_for: Callable[[Path], RAG], wanted: list[str], scorer: _Scorer,
-    cache_root: Path, config: PipelineConfig, on_progress: Callable[[str], None],
+    cache_root: Path, config: PipelineConfig, on_progress: Callable[[str], None], progress: Progress,
 ) -> tuple[dict[str, float | None], dict[str, int], list[dict[str, Any]], dict[str, float], list[str]]:
     from ragkit.eval.retrieval import DEFAULT_METRICS, cache_dir_for, evaluate_retrieval, select_queries
 
@@ -684,14 +684,9 @@ def _run_beir(
     rag = rag_for(cache_dir_for(dataset_dir, config, root=cache_root))
     retrieval = [m for m in wanted if is_retrieval_metric(m)]
     on_progress(f"retrieval on {dataset_dir} (indexing its corpus first unless cached)")
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if done == total or done % 500 < 64:
-            on_progress(f"retrieval {stage} {done}/{total}")
-
     evaluation = evaluate_retrieval(
         dataset_dir, rag, max_queries=spec.max_queries, split=spec.split,
-        metrics=retrieval or list(DEFAULT_METRICS), on_progress=progress,
+        metrics=retrieval or list(DEFAULT_METRICS), progress=progress,
     )
     timings = dict(evaluation.timings)
     dataset = load_beir(dataset_dir, split=spec.split)
@@ -709,7 +704,7 @@ def _run_beir(
     trace = Trace(warnings=list(evaluation.warnings))
     sample = _sample(items, spec.sample_questions, spec.seed)
     answer_metrics, counts, samples, answer_timings = _answer_metrics(
-        rag, sample, scorer, wanted, "beir", None, trace, on_progress
+        rag, sample, scorer, wanted, "beir", None, trace, on_progress, progress
     )
     timings.update(answer_timings)
     metrics: dict[str, float | None] = {m: evaluation.metrics.get(m) for m in retrieval}
@@ -723,7 +718,7 @@ def run_suite(
     suite_path: str | Path,
     report_dir: str | Path | None = None,
     cache_root: str | Path = Path(".ragkit/eval"),
-    on_progress: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
 ) -> SuiteResult:
     """Run every dataset x pipeline of the suite, check thresholds and write the report.
 
@@ -737,7 +732,7 @@ def run_suite(
     base = suite_path.resolve().parent
     report = Path(report_dir) if report_dir is not None else Path("reports") / suite.name
     cache_root = Path(cache_root)
-    say = on_progress or (lambda message: None)
+    progress = progress or Progress("eval suite")
 
     # Check every input before the first (slow) model load.
     pipelines = [(_pipeline_label(value), _load_suite_pipeline(base, value)) for value in suite.pipelines]
@@ -774,13 +769,13 @@ def run_suite(
                 opened.append(rag)
                 return rag
 
-            def progress(message: str, prefix: str = prefix) -> None:
-                say(f"{prefix} {message}")
+            def say(message: str, prefix: str = prefix) -> None:
+                progress.set_phase(f"{prefix} {message}")
 
             pair_started = time.perf_counter()
             run = _run_questions if spec.kind == "questions" else _run_beir
             metrics, counts, samples, timings, warnings = run(
-                spec, base, rag_for, wanted, scorer, cache_root, config, progress
+                spec, base, rag_for, wanted, scorer, cache_root, config, say, progress
             )
             timings["total_s"] = time.perf_counter() - pair_started
             results.append(
@@ -964,6 +959,9 @@ def write_report(result: SuiteResult, suite: Suite, report_dir: str | Path) -> N
     report_dir.mkdir(parents=True, exist_ok=True)
     data = result.model_dump()
     data["failures"] = [c.model_dump() for c in result.failures]
-    (report_dir / "results.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (report_dir / "report.md").write_text(_markdown(result, suite), encoding="utf-8")
+    # Answers, warnings and errors may quote what a server echoed: mask secrets in both files.
+    (report_dir / "results.json").write_text(
+        json.dumps(redact_value(data), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    (report_dir / "report.md").write_text(redact(_markdown(result, suite)), encoding="utf-8")
     _plot(result, report_dir / "pipelines.png")

@@ -7,6 +7,11 @@ followed by `(` is a markdown link (`[1](url)`) and is untouched too.
 
 A number that is not a provided block is a hallucinated citation: it is removed from the text and
 flagged on the trace, so a user never sees a citation that points nowhere.
+
+Readers see citations numbered 1, 2, 3... in order of first appearance, whichever context blocks
+they are: a model citing blocks 1 and 3 shows "[1]" and "[2]", and `Citation.block` keeps the
+block number (hits[block - 1]). `CitationNumbering` is that mapping; a streamed answer is
+renumbered as it arrives by `StreamRenumberer`, with the same numbers as the final text.
 """
 
 from __future__ import annotations
@@ -57,14 +62,81 @@ def _split(item: _Item, count: int) -> tuple[_Item | None, list[_Item]]:
     return inside, outside
 
 
-def resolve_citations(text: str, hits: list[Hit], trace: Trace) -> Generated:
+class CitationNumbering:
+    """Display numbers 1, 2, 3... for context blocks, in the order they are first cited."""
+
+    def __init__(self) -> None:
+        self.display: dict[int, int] = {}
+
+    def number(self, block: int) -> int:
+        return self.display.setdefault(block, len(self.display) + 1)
+
+    def render(self, items: list[_Item]) -> str:
+        """`[a, b-c]` with every block replaced by its display number (runs joined as ranges)."""
+        numbers = sorted({self.number(n) for item in items for n in range(item.lo, item.hi + 1)})
+        runs: list[_Item] = []
+        for n in numbers:
+            if runs and runs[-1].hi == n - 1:
+                runs[-1] = _Item(runs[-1].lo, n)
+            else:
+                runs.append(_Item(n, n))
+        parts = [run.render() if run.hi - run.lo >= 2 else ", ".join(map(str, range(run.lo, run.hi + 1))) for run in runs]
+        return "[" + ", ".join(parts) + "]"
+
+
+def renumber_marker(body: str, count: int, numbering: CitationNumbering) -> str | None:
+    """A marker body (`1, 3-4`) renumbered for display; None when no number is a block."""
+    kept = [inside for item in (_parse_item(raw) for raw in body.split(",")) if (inside := _split(item, count)[0])]
+    return numbering.render(kept) if kept else None
+
+
+class StreamRenumberer:
+    """Renumbers `[n]` markers of a streamed answer as its pieces arrive, giving the same text as
+    `resolve_citations` on the whole answer.
+
+    Held back until the next piece: text that may be the start of a marker (`[1`, `[2,`, or `[3]`
+    before the next character shows whether it is a markdown link `[3](url)`), and trailing spaces
+    (a marker naming no provided block is dropped together with the spaces before it)."""
+
+    _TAIL = re.compile(r"[ \t]*(?:\[[\d\s,\-\u2013\u2014]*\]?)?$")
+    _SPACED_MARKER = re.compile(rf"(?P<space>[ \t]*){_MARKER.pattern}")
+
+    def __init__(self, count: int, numbering: CitationNumbering) -> None:
+        self.count = count
+        self.numbering = numbering
+        self.held = ""
+
+    def feed(self, piece: str) -> str:
+        text = self.held + piece
+        tail = self._TAIL.search(text)
+        cut = tail.start() if tail else len(text)
+        self.held = text[cut:]
+        return self._renumber(text[:cut])
+
+    def flush(self) -> str:
+        text, self.held = self.held, ""
+        return self._renumber(text)
+
+    def _renumber(self, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            shown = renumber_marker(match.group("body"), self.count, self.numbering)
+            return "" if shown is None else match.group("space") + shown
+
+        return self._SPACED_MARKER.sub(replace, text)
+
+
+def resolve_citations(
+    text: str, hits: list[Hit], trace: Trace, numbering: CitationNumbering | None = None
+) -> Generated:
     """Resolve `[n]` markers against `hits`; drop (and warn about) numbers with no context block.
 
-    Citations come one per distinct block, in order of first appearance. A marker whose numbers
-    are all valid is left exactly as written; a partly valid one is rewritten with only its valid
-    numbers (`[1, 7]` -> `[1]`); a wholly invalid one is removed with the space before it.
+    Citations come one per distinct block, numbered for display in order of first appearance
+    (`numbering`, shared with a stream's renumberer). A marker is rewritten with display numbers
+    and only its valid blocks (`[3, 7]` -> `[1]` when block 3 is the first cited); a wholly
+    invalid one is removed with the space before it.
     """
     count = len(hits)
+    numbering = numbering or CitationNumbering()
     citations: dict[int, Citation] = {}
     warned: set[str] = set()
     out: list[str] = []
@@ -91,7 +163,12 @@ def resolve_citations(text: str, hits: list[Hit], trace: Trace) -> Generated:
                     if n not in citations:
                         chunk = hits[n - 1].chunk
                         citations[n] = Citation(
-                            n=n, chunk_id=chunk.id, source=chunk.source, start=chunk.start, end=chunk.end
+                            n=numbering.number(n),
+                            block=n,
+                            chunk_id=chunk.id,
+                            source=chunk.source,
+                            start=chunk.start,
+                            end=chunk.end,
                         )
             for bad in outside:
                 label = bad.render()
@@ -101,10 +178,8 @@ def resolve_citations(text: str, hits: list[Hit], trace: Trace) -> Generated:
                     provided = f"only 1..{count} were provided" if count else "none were provided"
                     trace.warn(f"dropped citation [{label}]: no context {what} ({provided})")
 
-        if kept == items:
-            emit(text[pos : match.end()])
-        elif kept:
-            emit(text[pos : match.start()] + "[" + ", ".join(k.render() for k in kept) + "]")
+        if kept:
+            emit(text[pos : match.start()] + numbering.render(kept))
         else:
             removed_any = True
             # Take the spaces before the marker with it, so "blue [7]." becomes "blue.".
@@ -121,7 +196,7 @@ def resolve_citations(text: str, hits: list[Hit], trace: Trace) -> Generated:
     if removed_any and text == text.rstrip():
         # A marker removed at the very end can leave a dangling blank line behind.
         result = result.rstrip()
-    return Generated(text=result, citations=list(citations.values()))
+    return Generated(text=result, citations=sorted(citations.values(), key=lambda c: c.n))
 
 
 NO_CITATION_WARNING = "the model cited no context block: the answer is not grounded in a cited source"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ragkit.errors import RagkitError
 
-class GenerationError(RuntimeError):
+
+class GenerationError(RagkitError, RuntimeError):
     """Generation failed; the message says which endpoint and model, and why (never a secret).
 
     `status_code` is the HTTP status when the server answered with an error, else None.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ragkit.generation import Generated
-from ragkit.generation.citations import resolve_citations
+from ragkit.generation.citations import CitationNumbering, StreamRenumberer, resolve_citations
 from ragkit.generation.prompt import NO_ANSWER
 from ragkit.schema import Hit, Trace
 
@@ -29,11 +29,13 @@ def check_finish(finish_reason: str | None, max_tokens: int, trace: Trace) -> No
 
 
 class AnswerStream:
-    """A streamed answer: iterate for raw text deltas; `result()` gives the checked `Generated`.
+    """A streamed answer: iterate for text deltas; `result()` gives the checked `Generated`.
 
-    The deltas are the model's text as it arrives (unknown `[n]` markers included); `result()`
-    resolves citations on the whole text, draining the stream first if it was not read to the end.
-    If the stream broke mid-way, the result holds the partial text and the trace says so.
+    The deltas are the model's text as it arrives, with `[n]` markers renumbered for display as in
+    the final answer (1, 2, 3... in order of first citation; markers naming no block dropped);
+    `result()` resolves citations on the whole raw text, draining the stream first if it was not
+    read to the end. If the stream broke mid-way, the result holds the partial text and the trace
+    says so.
     """
 
     def __init__(self, deltas: Iterator[str], hits: list[Hit], trace: Trace) -> None:
@@ -43,6 +45,9 @@ class AnswerStream:
         self._parts: list[str] = []
         self._result: Generated | None = None
         self._failed: BaseException | None = None
+        self._numbering = CitationNumbering()
+        self._renumber = StreamRenumberer(len(hits), self._numbering)
+        self._flushed = False
 
     def __iter__(self) -> AnswerStream:
         return self
@@ -52,16 +57,25 @@ class AnswerStream:
             raise self._failed  # a failed stream must not later pass for an empty answer
         if self._result is not None:
             raise StopIteration
-        try:
-            delta = next(self._deltas)
-        except StopIteration:
-            self._result = resolve_citations("".join(self._parts).strip(), self._hits, self._trace)
-            raise
-        except Exception as exc:
-            self._failed = exc
-            raise
-        self._parts.append(delta)
-        return delta
+        while True:
+            try:
+                delta = next(self._deltas)
+            except StopIteration:
+                rest = self._renumber.flush()
+                if rest and not self._flushed:
+                    self._flushed = True
+                    return rest
+                self._result = resolve_citations(
+                    "".join(self._parts).strip(), self._hits, self._trace, CitationNumbering()
+                )
+                raise
+            except Exception as exc:
+                self._failed = exc
+                raise
+            self._parts.append(delta)
+            shown = self._renumber.feed(delta)
+            if shown:
+                return shown
 
     def result(self) -> Generated:
         """The final answer with resolved citations (reads whatever is left of the stream first)."""

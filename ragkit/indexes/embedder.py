@@ -92,17 +92,17 @@ class SentenceTransformerEmbedder:
     def embed(
         self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        """Encode `texts` in order. `on_batch(n)` is called after each block of n texts (progress).
+        """Encode `texts` in order. `on_batch(n)` is called after each batch of n texts (progress).
 
         Batches are length-sorted over *all* `texts` (longest first, sentence-transformers' own
-        order), so every batch pads to nearly its own length; the sorted sequence is then encoded
-        in blocks of several batches so progress can be reported, and results are put back in
-        input order. Splitting unsorted input into blocks would sort only within each block.
+        order), so every batch pads to nearly its own length; the sorted sequence is encoded one
+        batch per call so progress moves every batch (a few seconds on a CPU), and results are put
+        back in input order. Splitting unsorted input into blocks would sort only within each block.
         """
         if not len(texts):
             return np.zeros((0, self.dim), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        block = self.config.batch_size * 8
+        block = self.config.batch_size
         out: np.ndarray | None = None
         for begin in range(0, len(texts), block):
             rows = order[begin : begin + block]

@@ -39,6 +39,7 @@ import faiss
 import numpy as np
 
 from ragkit.config import FaissConfig
+from ragkit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ MAX_FILTER_EF = 4096
 _SQ_TYPES = {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}
 
 
-class DenseConfigError(ValueError):
+class DenseConfigError(UserError, ValueError):
     """A faiss configuration that cannot work for these vectors; the message says what to change."""
 
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ragkit.errors import UserError
+
 Scalar = str | int | float | bool
 
 # Always present; they win over loader fields of the same name (a CSV column called `source`
@@ -68,12 +70,18 @@ def filterable_metadata(
 # fractional float operands, which chroma compares with integer values after truncating them
 # (see `_chroma_leaf`; chroma alone would say 2 == 2.5).
 
+# Limits on what a filter may be: a filter comes from users and from network clients, and
+# parsing, SQL generation and chroma translation all walk it recursively.
+MAX_DEPTH = 32  # nested containers ($and/$or lists, operator mappings)
+MAX_TERMS = 10_000  # mapping entries + list items, all levels together
+MAX_JSON_CHARS = 1_000_000
+
 FIELD_OPERATORS = ("$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte")
 LOGICAL_OPERATORS = ("$and", "$or")
 _COMPARISONS = {"$gt", "$gte", "$lt", "$lte"}
 
 
-class FilterError(ValueError):
+class FilterError(UserError, ValueError):
     """An invalid filter; the message names the path of the offending part and what is wrong."""
 
 
@@ -226,10 +234,15 @@ class MetadataFilter:
         if isinstance(spec, MetadataFilter):
             return spec
         if isinstance(spec, str):
+            if len(spec) > MAX_JSON_CHARS:
+                raise FilterError(f"filter is {len(spec):,} characters long; the limit is {MAX_JSON_CHARS:,}")
             try:
                 spec = json.loads(spec)
             except json.JSONDecodeError as exc:
                 raise FilterError(f"filter is not valid JSON: {exc}") from None
+            except RecursionError:
+                raise FilterError(f"filter is nested too deeply (the limit is {MAX_DEPTH} levels)") from None
+        _check_size(spec)
         if not isinstance(spec, Mapping):
             raise FilterError(f"a filter must be a JSON object (mapping), got {_show(spec)}")
         if not spec:
@@ -273,6 +286,27 @@ class MetadataFilter:
 
     def __hash__(self) -> int:
         return hash(self.key())
+
+
+def _check_size(spec: Any) -> None:
+    """Refuse a filter deeper than MAX_DEPTH or with more than MAX_TERMS parts, walking it without
+    recursion (a hostile filter nested thousands of levels deep must not raise RecursionError)."""
+    terms = 0
+    stack: list[tuple[Any, int]] = [(spec, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, Mapping):
+            children: Any = value.values()
+        elif isinstance(value, list | tuple):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise FilterError(f"filter is nested too deeply (the limit is {MAX_DEPTH} levels)")
+        terms += len(children)
+        if terms > MAX_TERMS:
+            raise FilterError(f"filter has more than {MAX_TERMS:,} conditions and values (the limit)")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _join(path: str, part: str) -> str:

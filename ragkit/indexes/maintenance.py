@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -26,16 +27,24 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ragkit.config import PipelineConfig, load_pipeline
+from ragkit.errors import TargetError
 from ragkit.indexes.layout import (
     CURRENT_FILE,
     EMBEDDINGS_FILE,
-    LOCK_FILE,
     MANIFEST_FILE,
     PIPELINE_FILE,
     SPARSE_DIR,
+    IndexDamaged,
     IndexStoreError,
     Manifest,
+    damage_message,
+    damaged_files,
+    generation_pipeline,
+    lock_holder,
+    publish,
+    remove_stale_generations,
     require_current,
+    restorable_generation,
     writer_lock,
 )
 from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
@@ -103,30 +112,6 @@ def _tree_size(path: Path) -> int:
     return total
 
 
-def lock_holder(index_dir: Path) -> int | None:
-    """The PID holding the index's writer lock right now, or None (also when it cannot be told).
-
-    Asks the kernel (/proc/locks on Linux) rather than trusting the PID written in the LOCK file,
-    which stays behind after its writer exits or is killed (a stale PID never blocks a writer:
-    flock locks die with their process).
-    """
-    try:
-        info = os.stat(Path(index_dir) / LOCK_FILE)
-        text = Path("/proc/locks").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    wanted = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
-    for line in text.splitlines():
-        fields = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5506595 0 EOF" (blocked waiters have "->" first)
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == wanted:
-            try:
-                return int(fields[4])
-            except ValueError:
-                return None
-    return None
-
-
 def index_status(index_dir: str | Path) -> IndexStatus:
     """Counts and sizes of the published generation; raises IndexNotFound if there is none."""
     index_dir = Path(index_dir)
@@ -141,13 +126,18 @@ def index_status(index_dir: str | Path) -> IndexStatus:
             filter_fields = store.field_counts() if store.has_chunk_fields() else {}
         finally:
             store.close()
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise IndexStoreError(f"index generation {current} is damaged ({exc}); run `ragkit status --verify`") from exc
+    except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
+        raise IndexDamaged(
+            f"index generation {manifest.generation} is damaged ({current / STORE_FILE}: {type(exc).__name__}: {exc}); "
+            f"run `ragkit status --verify --index {index_dir}`"
+        ) from exc
     generations = sorted(p.name for p in index_dir.glob("gen-*") if p.is_dir())
     try:
-        backend = load_pipeline(current / PIPELINE_FILE).dense.backend
+        backend = generation_pipeline(index_dir, manifest).dense.backend
     except ValueError as exc:
-        raise IndexStoreError(f"index generation {current} is damaged ({exc}); run `ragkit status --verify`") from exc
+        raise IndexDamaged(
+            f"index generation {manifest.generation} is damaged ({exc}); run `ragkit status --verify --index {index_dir}`"
+        ) from exc
     if backend.name == "chroma":
         from ragkit.indexes.chroma_dense import describe_config
 
@@ -255,6 +245,16 @@ def verify_index(
     path = index_dir / manifest.directory
     state: dict[str, object] = {}
 
+    def check_checksums() -> tuple[list[str], str]:
+        if manifest.files is None:
+            return [], "no checksums recorded (generation written by an older ragkit; the next commit adds them)"
+        problems = damaged_files(path, manifest)
+        if problems:
+            return [damage_message(index_dir, manifest, problems)], ""
+        return [], f"{len(manifest.files)} files match their sizes and checksums"
+
+    checker.run("checksums", check_checksums)
+
     def check_manifest() -> tuple[list[str], str]:
         problems = []
         if not path.is_dir():
@@ -276,6 +276,7 @@ def verify_index(
 
     if not checker.run("manifest", check_manifest):
         return report
+
     pipeline: PipelineConfig = state["pipeline"]  # type: ignore[assignment]
     analyzer = analyzer or make_analyzer(pipeline.sparse.tokenizer)
 
@@ -479,6 +480,7 @@ def prune_candidates(
     loaded = set(loaded_ids)
     live_roots = []
     for root in roots:
+        check_target(root, "prune root")  # "" would mean ".", the root of every relative source
         try:
             os.stat(root)
         except OSError:
@@ -545,22 +547,56 @@ def ids_to_remove(
 # --- delete --------------------------------------------------------------------------------
 
 
-def match_documents(sources: Mapping[str, str], targets: Sequence[str | Path]) -> tuple[list[str], list[str]]:
+def check_target(target: str | Path, what: str = "target") -> str:
+    """`target` as a string; an empty or whitespace-only one is refused (TargetError).
+
+    An unset shell variable turns `ragkit delete "$FILE"` into `ragkit delete ""`, and the empty
+    path means `.`, which holds every relative source: it must never reach a matcher."""
+    raw = str(target)
+    if not raw.strip():
+        raise TargetError(
+            f"empty {what} {raw!r} (an unset shell variable?): name a source file, a document id "
+            "or a directory with a trailing '/'"
+        )
+    return raw
+
+
+def _is_root(path: PurePosixPath) -> bool:
+    """`.`, `/` (and `./`, `//`...): a directory that holds every source of its kind."""
+    return not path.parts or (len(path.parts) == 1 and not path.parts[0].strip("/"))
+
+
+def match_documents(
+    sources: Mapping[str, str], targets: Sequence[str | Path], all_documents: bool = False
+) -> tuple[list[str], list[str]]:
     """(ids of documents named by `targets`, targets that matched nothing).
 
     A target matches a document id exactly (`rows.jsonl#7`), a source (every document of that
-    file), or a directory (every source under it).
+    file), or, written with a trailing `/`, a directory (every source under it). A target never
+    removes more than it names literally: an empty one, a directory without its trailing `/`,
+    and `./` or `/` (every document) raise `TargetError`; `all_documents` names every document.
     """
+    if all_documents:
+        return sorted(sources), []
     ids: set[str] = set()
     unmatched = []
     for target in targets:
-        raw = str(target)
-        root = _posix(target)
-        hit = {
-            i
-            for i, s in sources.items()
-            if i == raw or i == root.as_posix() or _under(_posix(s), root)
-        }
+        raw = check_target(target, "delete target")
+        root = _posix(raw)
+        is_dir_form = raw.rstrip().endswith("/")
+        if _is_root(root):
+            raise TargetError(
+                f"delete target {raw!r} names every document of the index; use --all "
+                "(RAG.delete(all_documents=True)) to remove them all"
+            )
+        named = {i for i, s in sources.items() if i == raw or i == root.as_posix() or _posix(s) == root}
+        inside = {i for i, s in sources.items() if i not in named and _under(_posix(s), root)}
+        if inside and not is_dir_form:
+            raise TargetError(
+                f"delete target {raw!r} is a directory holding {len(inside)} document(s); write it "
+                f"with a trailing '/' ({raw.rstrip('/')}/) to remove everything under it"
+            )
+        hit = named | inside
         if hit:
             ids.update(hit)
         else:
@@ -602,8 +638,11 @@ def _no_chunks(document: Document) -> list:
     raise RuntimeError("a delete must not chunk anything")
 
 
-def delete_documents(index_dir: str | Path, targets: Sequence[str | Path]) -> DeleteReport:
-    """Publish a generation without the documents `targets` name (see `match_documents`).
+def delete_documents(
+    index_dir: str | Path, targets: Sequence[str | Path], all_documents: bool = False
+) -> DeleteReport:
+    """Publish a generation without the documents `targets` name (see `match_documents`; raises
+    `TargetError` for a target that is empty or names more than it says, before taking the lock).
 
     Takes the writer lock (IndexLocked if another writer runs). The index keeps its own pipeline,
     and no model is loaded: deleting never embeds.
@@ -612,15 +651,19 @@ def delete_documents(index_dir: str | Path, targets: Sequence[str | Path]) -> De
     from ragkit.indexes.writer import write_generation
 
     index_dir = Path(index_dir)
+    if not targets and not all_documents:
+        raise TargetError("nothing to delete: name sources, document ids or directories (or use --all)")
+    for target in targets:
+        check_target(target, "delete target")
     require_current(index_dir)
     with writer_lock(index_dir):
         manifest = require_current(index_dir)  # re-read: a writer may have published meanwhile
-        ids, unmatched = match_documents(_current_sources(index_dir), targets)
+        ids, unmatched = match_documents(_current_sources(index_dir), targets, all_documents)
         report = DeleteReport(unmatched=unmatched, generation=manifest.generation)
         report.documents_total, report.chunks_total = manifest.documents, manifest.chunks
         if not ids:
             return report
-        pipeline = load_pipeline(index_dir / manifest.directory / PIPELINE_FILE)
+        pipeline = generation_pipeline(index_dir, manifest)
         stats = write_generation(
             index_dir,
             pipeline,
@@ -637,3 +680,41 @@ def delete_documents(index_dir: str | Path, targets: Sequence[str | Path]) -> De
     report.documents_total, report.chunks_total = stats.documents_total, stats.chunks_total
     return report
 
+
+
+# --- restore -------------------------------------------------------------------------------
+
+
+class RestoreReport(BaseModel):
+    restored_generation: int = Field(description="the generation that is current now")
+    replaced_generation: int = Field(description="the generation that was current before (removed)")
+    problems: list[str] = Field(default_factory=list, description="why the replaced generation was damaged")
+
+
+def restore_previous(index_dir: str | Path, force: bool = False) -> RestoreReport:
+    """Make the newest intact older generation current again (under the writer lock).
+
+    Meant for a damaged current generation (its checksums fail); with `force` an intact one is
+    rolled back too. The replaced generation is removed; documents ingested since the restored
+    generation are gone from the index, and the next ingest adds them again.
+    """
+    index_dir = Path(index_dir)
+    with writer_lock(index_dir):
+        current = require_current(index_dir)
+        problems = damaged_files(index_dir / current.directory, current)
+        if not problems and not force:
+            raise IndexStoreError(
+                f"generation {current.generation} of {index_dir} is intact (its checksums match): "
+                "nothing to restore; use --force to roll back to the previous generation anyway"
+            )
+        previous = restorable_generation(index_dir, current)
+        if previous is None:
+            raise IndexStoreError(
+                f"no intact generation older than {current.generation} is kept in {index_dir}: "
+                "re-ingest into a new --index directory"
+            )
+        publish(index_dir, previous)
+        remove_stale_generations(index_dir, previous)
+    return RestoreReport(
+        restored_generation=previous.generation, replaced_generation=current.generation, problems=problems
+    )

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from ragkit.config import PipelineConfig, load_pipeline
+from ragkit.config import PipelineConfig
 from ragkit.indexes.bm25 import BM25Index
 from ragkit.indexes.dense import DenseIndex
 from ragkit.indexes.faiss_dense import FaissDenseIndex
 from ragkit.indexes.layout import (
-    PIPELINE_FILE,
     SPARSE_DIR,
+    IndexDamaged,
     IndexStoreError,
     Manifest,
+    check_files,
+    damage_message,
+    generation_pipeline,
     require_current,
 )
 from ragkit.indexes.store import STORE_FILE, ChunkStore
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -36,20 +44,28 @@ class IndexSnapshot:
 
     @classmethod
     def open(cls, index_dir: str | Path) -> IndexSnapshot:
+        """Open the published generation; its files are checked against the manifest's checksums
+        first, so damage is reported (IndexDamaged, naming the file) instead of served."""
         index_dir = Path(index_dir)
         manifest = require_current(index_dir)
         path = index_dir / manifest.directory
-        try:
-            pipeline = load_pipeline(path / PIPELINE_FILE)
-            store = ChunkStore.open(path / STORE_FILE)
-            dense = _load_dense(index_dir, path, pipeline, store)
-            sparse = BM25Index.load(path / SPARSE_DIR)
-        except IndexStoreError:
-            raise  # already says what to do (e.g. chroma server not reachable)
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise IndexStoreError(
-                f"index generation {path} is damaged or incomplete ({exc}); re-run the ingest"
-            ) from exc
+        check_files(index_dir, manifest)
+
+        def opened(name: str, load: Callable[[], T]) -> T:
+            try:
+                return load()
+            except IndexStoreError:
+                raise  # already says what to do (e.g. chroma server not reachable)
+            except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
+                # An index from before checksums, or damage the checks cannot see (chroma).
+                problem = f"{name}: {type(exc).__name__}: {exc}"
+                raise IndexDamaged(damage_message(index_dir, manifest, [problem])) from exc
+
+        pipeline = generation_pipeline(index_dir, manifest)
+        store = opened(STORE_FILE, lambda: ChunkStore.open(path / STORE_FILE))
+        opened(STORE_FILE, store.count_chunks)  # reads the schema: damage shows here, not mid-query
+        dense = opened("dense index", lambda: _load_dense(index_dir, path, pipeline, store))
+        sparse = opened(SPARSE_DIR, lambda: BM25Index.load(path / SPARSE_DIR))
         snapshot = cls(index_dir, manifest, pipeline, store, dense, sparse)
         snapshot.check_consistency()
         return snapshot

@@ -9,17 +9,18 @@ loader thread of `RAG.ingest`) parses the next files.
 
 from __future__ import annotations
 
+import errno
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ragkit.config import PipelineConfig, load_pipeline
+from ragkit.config import PipelineConfig
 from ragkit.indexes.bm25 import BM25Index
 from ragkit.indexes.embedder import Embedder
 from ragkit.indexes.faiss_dense import FaissDenseIndex
@@ -30,30 +31,16 @@ from ragkit.indexes.layout import (
     IndexStoreError,
     Manifest,
     generation_dir_name,
+    generation_pipeline,
     publish,
     read_current,
     remove_stale_generations,
 )
 from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
-from ragkit.schema import Chunk, Document
+from ragkit.progress import Progress
+from ragkit.schema import Chunk, Document, LoadFailure
 
 log = logging.getLogger(__name__)
-
-
-class Progress(Protocol):
-    """Progress reporting hooks (the CLI draws a rich progress bar; the API passes none)."""
-
-    def start(self, task: str, total: int | None) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-
-class _Silent:
-    def start(self, task: str, total: int | None) -> None:
-        pass
-
-    def advance(self, n: int = 1) -> None:
-        pass
 
 
 class WriteStats(BaseModel):
@@ -71,6 +58,10 @@ class WriteStats(BaseModel):
     published: bool = False
     vectors_upserted: int = Field(0, description="records written to an external dense store (chroma)")
     vectors_deleted: int = Field(0, description="records deleted from an external dense store (chroma)")
+    failures: list[LoadFailure] = Field(
+        default_factory=list,
+        description="documents that failed while being chunked or embedded (their last indexed version, if any, is kept)",
+    )
     timings: dict[str, float] = Field(
         default_factory=dict, description="seconds per writer phase (stream, embed_tail, store, indexes)"
     )
@@ -79,7 +70,7 @@ class WriteStats(BaseModel):
 def check_pipeline_compatible(index_dir: Path, manifest: Manifest, config: PipelineConfig) -> PipelineConfig:
     """Chunks and vectors of one index must come from one chunker/embedder/analyzer setup.
     Returns the pipeline the current generation was built with."""
-    pipeline = load_pipeline(index_dir / manifest.directory / PIPELINE_FILE)
+    pipeline = generation_pipeline(index_dir, manifest)
     stored = pipeline.index_signature()
     wanted = config.index_signature()
     if stored != wanted:
@@ -110,7 +101,7 @@ def write_generation(
 
     The caller holds the writer lock. Nothing is published when nothing changes.
     """
-    progress = progress or _Silent()
+    progress = progress or Progress("ingest")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     current = read_current(index_dir)
@@ -135,6 +126,7 @@ def write_generation(
     if new_dir.exists():  # an unpublished leftover of a crashed writer
         shutil.rmtree(new_dir)
     new_dir.mkdir(parents=True)
+    writing = new_dir / STORE_FILE  # what is being written now: named if the disk fills up
     try:
         if current is None:
             store, old_hashes, old_vectors = ChunkStore.create(new_dir / STORE_FILE), {}, None
@@ -146,26 +138,43 @@ def write_generation(
             old_vectors = np.load(old_dir / EMBEDDINGS_FILE, mmap_mode="r")
         # Embedding cache: every chunk text of the previous generation, before replacing any.
         cached_rows: dict[str, int] = dict(store.db.execute("SELECT text_hash, row FROM chunks"))
-        encoder = _StreamingEncoder(embedder, cached_rows, config.dense.embedder.batch_size)
+        encoder = _StreamingEncoder(embedder, cached_rows, config.dense.embedder.batch_size, progress)
 
         # Stream: a later duplicate id replaces an earlier one (keeping the first one's place).
-        progress.start("loading, chunking, embedding", None)
+        progress.set_phase("loading, chunking and embedding")
         incoming: dict[str, Document] = {}
         doc_chunks: dict[str, list[Chunk]] = {}  # chunks of the new or changed documents
+        failed: dict[str, str] = {}  # document id -> why it failed (it keeps its indexed version)
         for document in documents:
             incoming[document.id] = document
-            if old_hashes.get(document.id) == document_hash(document):
+            failed.pop(document.id, None)
+            try:
+                if old_hashes.get(document.id) == document_hash(document):
+                    doc_chunks.pop(document.id, None)
+                    continue
+                chunks = chunk(document)
+            except Exception as exc:  # one bad document fails alone, never the run
                 doc_chunks.pop(document.id, None)
+                failed[document.id] = f"cannot be chunked ({type(exc).__name__}: {exc})"
                 continue
-            chunks = chunk(document)
             doc_chunks[document.id] = chunks
-            progress.advance(encoder.add(chunks))
+            encoder.add(chunks)
         ids = delete_ids() if callable(delete_ids) else delete_ids
         timings["stream"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        progress.set_phase("embedding")
+        encoder.finish()
+        timings["embed_tail"] = time.perf_counter() - clock
+        for doc_id, chunks in list(doc_chunks.items()):  # documents with a text the embedder refused
+            reasons = {encoder.failed[h] for h in (text_hash(c.text) for c in chunks) if h in encoder.failed}
+            if reasons:
+                del doc_chunks[doc_id]
+                failed[doc_id] = f"cannot be embedded ({'; '.join(sorted(reasons))})"
+        stats.failures = [LoadFailure(path=doc_id, reason=reason) for doc_id, reason in failed.items()]
 
         changed = [d for d in incoming.values() if d.id in doc_chunks]
         deleted = sorted({i for i in ids if i in old_hashes and i not in incoming})
-        stats.documents_unchanged = len(incoming) - len(changed)
+        stats.documents_unchanged = len(incoming) - len(changed) - len(failed)
         stats.documents_updated = sum(d.id in old_hashes for d in changed)
         stats.documents_added = len(changed) - stats.documents_updated
         stats.documents_deleted = len(deleted)
@@ -201,15 +210,15 @@ def write_generation(
         new_chunks = [c for d in changed for c in doc_chunks[d.id]]
         del doc_chunks
         stats.chunks_added = len(new_chunks)
-        clock = time.perf_counter()
-        encoder.finish(progress)
-        timings["embed_tail"] = time.perf_counter() - clock
         stats.texts_embedded = encoder.encoded
         all_vectors, stats.embedding_cache_hits = encoder.assemble(new_chunks, kept_rows, old_vectors)
         del encoder
-        np.save(new_dir / EMBEDDINGS_FILE, all_vectors)
+        writing = new_dir / EMBEDDINGS_FILE
+        np.save(writing, all_vectors)
 
         clock = time.perf_counter()
+        progress.set_phase("writing the store")
+        writing = new_dir / STORE_FILE
         store.add_documents(changed)
         store.add_chunks(enumerate(new_chunks, start=len(kept_rows)))
         store.add_chunk_fields(start_row=len(kept_rows))  # from the stored rows: what filters see
@@ -217,20 +226,24 @@ def write_generation(
         del new_chunks, changed, incoming
         timings["store"] = time.perf_counter() - clock
 
-        progress.start("indexing", None)
+        progress.set_phase("building the dense index")
         clock = time.perf_counter()
+        writing = new_dir / "dense.faiss"
         if chroma is None:
             FaissDenseIndex.build(all_vectors, config.dense.backend).save(new_dir)  # type: ignore[arg-type]
         timings["dense_index"] = time.perf_counter() - clock
         dim = int(all_vectors.shape[1])
         del all_vectors
         clock = time.perf_counter()
+        progress.set_phase("building the BM25 index")
         sparse = config.sparse
+        writing = new_dir / SPARSE_DIR
         BM25Index.build(
             _TokenizedTexts(store, analyzer), k1=sparse.k1, b=sparse.b, epsilon=sparse.epsilon
         ).save(new_dir / SPARSE_DIR)
         timings["sparse_index"] = time.perf_counter() - clock
-        (new_dir / PIPELINE_FILE).write_text(config.to_yaml(), encoding="utf-8")
+        writing = new_dir / PIPELINE_FILE
+        writing.write_text(config.to_yaml(), encoding="utf-8")
 
         stats.documents_total = store.count_documents()
         stats.chunks_total = store.count_chunks()
@@ -248,7 +261,9 @@ def write_generation(
             chroma.before_publish(index_dir / current.directory if current else None, new_dir, refreshed)
             timings["chroma_upsert"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        publish(index_dir, manifest)
+        progress.set_phase("publishing")
+        writing = index_dir / "CURRENT"
+        manifest = publish(index_dir, manifest)
         timings["publish"] = time.perf_counter() - clock
         stats.published = True
         if chroma is not None:
@@ -262,10 +277,33 @@ def write_generation(
         stats.timings = {k: round(v, 4) for k, v in timings.items()}
         remove_stale_generations(index_dir, manifest)
         return stats
-    except BaseException:
+    except BaseException as exc:
         # Nothing was published: the current generation is untouched. Drop the partial one.
         shutil.rmtree(new_dir, ignore_errors=True)
+        if _disk_full(exc):
+            serving = f"generation {current.generation}" if current else "nothing yet (no generation was published)"
+            raise DiskFull(
+                f"no space left on device while writing {writing}; the index still serves {serving}. "
+                "Free some space and run the command again"
+            ) from exc
         raise
+
+
+class DiskFull(IndexStoreError):
+    """The disk filled up while a generation was written (nothing was published)."""
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` means the disk is full. numpy's writer reports it without an errno
+    ("59520 requested and 31712 written"), SQLite as "database or disk is full", faiss in text."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return bool(
+        "No space left on device" in text
+        or "database or disk is full" in text
+        or re.search(r"\d+ requested and \d+ written", text)
+    )
 
 
 def _backend_identity(backend: object) -> object:
@@ -274,6 +312,12 @@ def _backend_identity(backend: object) -> object:
 
         return backend_identity(backend)
     return backend
+
+
+EMBEDDED = "chunks embedded"  # the progress counter of texts encoded
+# A block of at least this many texts that all fail one by one means the embedder itself is broken
+# (the run fails, nothing is published) rather than that many bad documents.
+SYSTEMIC_FAILURES = 8
 
 
 class _StreamingEncoder:
@@ -286,39 +330,73 @@ class _StreamingEncoder:
 
     BLOCK_BATCHES = 32
 
-    def __init__(self, embedder: Embedder, cached_rows: dict[str, int], batch_size: int) -> None:
+    def __init__(self, embedder: Embedder, cached_rows: dict[str, int], batch_size: int, progress: Progress) -> None:
         self.embedder = embedder
+        self.progress = progress
+        progress.counter(EMBEDDED, "chunks", total=0)
         self.cached_rows = cached_rows
         self.block = max(1, batch_size * self.BLOCK_BATCHES)
         self.fresh_rows: dict[str, int] = {}  # text hash -> row in the concatenated blocks
         self.pending: list[str] = []  # texts whose hashes are in fresh_rows but not yet encoded
         self.blocks: list[np.ndarray] = []
         self.encoded = 0
+        self.failed: dict[str, str] = {}  # text hash -> why the embedder refused that text
 
-    def add(self, chunks: list[Chunk]) -> int:
-        """Queue the chunks' new texts; encode full blocks now. Returns texts encoded."""
+    def add(self, chunks: list[Chunk]) -> None:
+        """Queue the chunks' new texts; encode full blocks now."""
+        queued = len(self.pending)
         for c in chunks:
             h = text_hash(c.text)
             if h not in self.cached_rows and h not in self.fresh_rows:
                 self.fresh_rows[h] = len(self.fresh_rows)
                 self.pending.append(c.text)
-        done = 0
+        self.progress.add_total(EMBEDDED, len(self.pending) - queued)
         while len(self.pending) >= self.block:
-            done += self._encode(self.pending[: self.block])
+            self._encode(self.pending[: self.block])
             del self.pending[: self.block]
-        return done
 
-    def finish(self, progress: Progress) -> None:
-        """Encode what is left, reporting progress per embedder batch group."""
-        progress.start("embedding", len(self.pending))
+    def finish(self) -> None:
+        """Encode what is left."""
         if self.pending:
-            self._encode(self.pending, progress.advance)
+            self._encode(self.pending)
             self.pending = []
+        self.progress.finish(EMBEDDED)
 
-    def _encode(self, texts: list[str], on_batch: Callable[[int], None] | None = None) -> int:
-        self.blocks.append(np.asarray(self.embedder.embed(texts, on_batch=on_batch), dtype=np.float32))
+    def _encode(self, texts: list[str]) -> None:
+        failed_before = len(self.failed)
+        vectors = self._embed_isolating(texts, lambda n: self.progress.advance(EMBEDDED, n))
+        if len(texts) >= SYSTEMIC_FAILURES and len(self.failed) - failed_before == len(texts):
+            # Every text failed on its own too: the embedder is broken, not the documents.
+            first = next(iter(self.failed.values()))
+            raise RuntimeError(f"the embedder failed on all {len(texts)} texts of a block ({first})")
+        self.blocks.append(vectors)
         self.encoded += len(texts)
-        return len(texts)
+
+    def _embed_isolating(self, texts: list[str], on_batch: Callable[[int], None] | None) -> np.ndarray:
+        """Embed `texts`; when the embedder raises, halve the batch until the texts that fail are
+        found: they get a zero vector and an entry in `failed` (their documents fail alone)."""
+        reported = 0
+
+        def counted(n: int) -> None:
+            nonlocal reported
+            reported += n
+            if on_batch is not None:
+                on_batch(n)
+
+        try:
+            return np.asarray(self.embedder.embed(texts, on_batch=counted), dtype=np.float32)
+        except Exception as exc:
+            if len(texts) == 1:
+                self.failed[text_hash(texts[0])] = f"{type(exc).__name__}: {exc}"
+                vectors = np.zeros((1, self.embedder.dim), dtype=np.float32)
+            else:
+                half = len(texts) // 2  # progress for the retried halves was already counted once
+                vectors = np.concatenate(
+                    [self._embed_isolating(texts[:half], None), self._embed_isolating(texts[half:], None)]
+                )
+        if on_batch is not None and reported < len(texts):
+            on_batch(len(texts) - reported)
+        return vectors
 
     def assemble(
         self, chunks: list[Chunk], kept_rows: np.ndarray, old_vectors: np.ndarray | None

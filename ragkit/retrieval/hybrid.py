@@ -16,7 +16,6 @@ from ragkit.retrieval.rerank import NoReranker, Reranker
 from ragkit.retrieval.transforms import QueryTransform, transformed_fusion
 from ragkit.schema import Hit, RetrieverScore, Trace
 
-
 # A filter as accepted everywhere: a parsed MetadataFilter, a Mongo-like mapping or its JSON text.
 FilterSpec = MetadataFilter | Mapping[str, Any] | str
 
