@@ -38,6 +38,8 @@ demo: install
 	$(BIN)/ragkit query "$(QUESTION)" --index $(INDEX)
 
 test: install-dev install-local
+	$(BIN)/mypy
+	$(BIN)/ragkit components --json > /dev/null
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -18,13 +18,15 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ragkit.chunkers import make_chunker
+from ragkit.components import build
 from ragkit.config import LoaderConfig, PipelineConfig, load_pipeline
 from ragkit.errors import UserError
-from ragkit.generation import Generated, Generator, make_generator
+from ragkit.generation import Generator, make_generator
 from ragkit.generation.citations import warn_if_uncited
-from ragkit.indexes.embedder import Embedder, make_embedder
+from ragkit.indexes.embedder import make_embedder
 from ragkit.indexes.filters import MetadataFilter
-from ragkit.indexes.layout import IndexStoreError, generation_pipeline, require_current, writer_lock
+from ragkit.indexes.generation import generation_pipeline
+from ragkit.indexes.layout import IndexStoreError, require_current, writer_lock
 from ragkit.indexes.maintenance import (
     DeleteReport,
     IndexStatus,
@@ -36,14 +38,15 @@ from ragkit.indexes.maintenance import (
     verify_index,
 )
 from ragkit.indexes.snapshot import IndexSnapshot
-from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import WriteStats, write_generation
 from ragkit.loaders import LoadedFile, discover, load_file, supported_extensions
 from ragkit.progress import Progress
-from ragkit.retrieval.chat import CachedChatModel, ChatModel
-from ragkit.retrieval.hybrid import FilterSpec, HybridRetriever
-from ragkit.retrieval.rerank import Reranker, make_reranker
-from ragkit.retrieval.transforms import QueryTransform, make_query_transform
+from ragkit.protocols import ChatModel, Embedder, Fusion, Generated, QueryTransform, Reranker, SparseBackend
+from ragkit.retrieval.chat import CachedChatModel
+from ragkit.retrieval.fusion import make_fusion
+from ragkit.retrieval.rerank import make_reranker
+from ragkit.retrieval.search import FilterSpec, Retriever
+from ragkit.retrieval.transforms import make_query_transform
 from ragkit.schema import Answer, Document, Hit, LoadFailure, Trace
 
 DEFAULT_INDEX_DIR = ".ragkit"
@@ -164,45 +167,41 @@ class RAG:
         return make_embedder(self.config.dense.embedder)
 
     @cached_property
-    def analyzer(self):  # type: ignore[no-untyped-def]
-        return make_analyzer(self.config.sparse.tokenizer)
+    def sparse_backend(self) -> SparseBackend:
+        backend: SparseBackend = build("sparse_index", self.config.sparse)
+        return backend
 
-    @cached_property
-    def reranker(self) -> Reranker:
-        rerank = self.config.retrieval.rerank
-        chat = self.retrieval_chat_model(rerank.max_tokens) if rerank.name == "llm" else None
-        return make_reranker(rerank, chat)
-
-    @cached_property
-    def query_transform(self) -> QueryTransform | None:
-        transform = self.config.retrieval.query_transform
-        if transform.name == "none":
-            return None
-        overrides = {"temperature": transform.temperature} if hasattr(transform, "temperature") else {}
-        return make_query_transform(transform, self.retrieval_chat_model(transform.max_tokens, **overrides))
-
-    def retrieval_chat_model(self, max_tokens: int, **overrides: float) -> ChatModel:
-        """The pipeline's generator LLM as retrieval's `ChatModel`, with the stage's own reply
-        budget (`max_tokens`) and any other generator setting overridden (e.g. temperature)."""
-        settings = {"max_tokens": max_tokens, **overrides}
-        settings = {k: v for k, v in settings.items() if k in type(self.config.generator).model_fields}
-        generator_config = self.config.generator.model_copy(update=settings)
-        generator = make_generator(generator_config, self.embedder, self.analyzer)
-        if not callable(getattr(generator, "complete", None)):
-            raise ValueError(
-                f"retrieval.query_transform / retrieval.rerank need an LLM, but generator "
-                f"{generator_config.name!r} cannot complete chat messages: configure an `openai` "
-                "(or `local`) generator"
-            )
-        chat: ChatModel = generator  # type: ignore[assignment]
-        if self.llm_cache is not None:
-            identity = generator_config.model_dump_json(exclude={"api_key", "timeout_s", "max_retries"})
-            chat = CachedChatModel(chat, self.llm_cache, identity)
-        return chat
+    @property
+    def analyzer(self) -> Callable[[str], list[str]]:
+        """The sparse index's analyzer (what BM25 and the extractive generator tokenize with)."""
+        return self.sparse_backend.analyzer
 
     @cached_property
     def generator(self) -> Generator:
         return make_generator(self.config.generator, self.embedder, self.analyzer)
+
+    @cached_property
+    def chat_model(self) -> ChatModel | None:
+        """The generator's LLM, shared by query transforms and the LLM reranker (per-call
+        overrides: their own reply budgets); replies are cached when `llm_cache` is set."""
+        chat = self.generator.chat_model
+        if chat is not None and self.llm_cache is not None:
+            return CachedChatModel(chat, self.llm_cache)
+        return chat
+
+    @cached_property
+    def fusion(self) -> Fusion:
+        return make_fusion(self.config.retrieval.fusion)
+
+    @cached_property
+    def reranker(self) -> Reranker:
+        rerank = self.config.retrieval.rerank
+        return make_reranker(rerank, self.chat_model if rerank.uses_chat_model else None)
+
+    @cached_property
+    def query_transform(self) -> QueryTransform:
+        transform = self.config.retrieval.query_transform
+        return make_query_transform(transform, self.chat_model if transform.uses_chat_model else None)
 
     # --- ingest ---
 
@@ -252,14 +251,7 @@ class RAG:
         chunker = make_chunker(self.config.chunker)
         with writer_lock(self.index_dir):
             stats = write_generation(
-                self.index_dir,
-                self.config,
-                loaded_documents(),
-                chunker.chunk,
-                self.embedder,
-                self.analyzer,
-                progress,
-                delete_ids=to_remove,
+                self.index_dir, self.config, loaded_documents(), chunker, self.embedder, progress, delete_ids=to_remove
             )
         return IngestReport(
             files_ok=files_ok,
@@ -278,9 +270,7 @@ class RAG:
         """
         chunker = make_chunker(self.config.chunker)
         with writer_lock(self.index_dir):
-            return write_generation(
-                self.index_dir, self.config, documents, chunker.chunk, self.embedder, self.analyzer, progress
-            )
+            return write_generation(self.index_dir, self.config, documents, chunker, self.embedder, progress)
 
     # --- maintenance ---
 
@@ -301,7 +291,7 @@ class RAG:
     def verify(self, sample: int = 16) -> VerifyReport:
         """Check that store, dense and sparse index agree chunk for chunk (see `verify_index`);
         `sample` chunks are re-embedded with this pipeline's model (0: skip that check)."""
-        return verify_index(self.index_dir, self.embedder if sample else None, self.analyzer, sample)
+        return verify_index(self.index_dir, self.embedder if sample else None, sample)
 
     # --- query ---
 
@@ -320,10 +310,10 @@ class RAG:
                 self._snapshot = snapshot
             return self._snapshot
 
-    def retriever(self) -> HybridRetriever:
-        return HybridRetriever(
-            self.snapshot(), self.embedder, self.analyzer, self.config.retrieval, self.reranker,
-            query_transform=self.query_transform,
+    def retriever(self) -> Retriever:
+        """The retrieval stages over the current generation (see ragkit.retrieval.search)."""
+        return Retriever(
+            self.snapshot(), self.embedder, self.config.retrieval, self.fusion, self.query_transform, self.reranker
         )
 
     def retrieve(
@@ -335,7 +325,8 @@ class RAG:
     ) -> list[Hit]:
         """Hits for `question`; `filter` keeps only chunks whose metadata passes it, e.g.
         `{"source": "a.md"}` or `{"page": {"$gte": 3}}` (see `MetadataFilter`)."""
-        return self.retriever().retrieve(question, trace or Trace(), top_k, filter=filter)
+        (result,) = self.retriever().search([question], trace or Trace(), top_k, filter=filter)
+        return result.hits
 
     def query(self, question: str, top_k: int | None = None, filter: FilterSpec | None = None) -> Answer:
         """Retrieve, rerank and answer `question` with citations; the trace says what happened.
@@ -357,19 +348,15 @@ class RAG:
         generator sends its request here, so their errors raise before anything is yielded.
         """
         trace, hits = self._retrieve_for_answer(question, top_k, filter)
-        generate_stream = getattr(self.generator, "generate_stream", None)
         with trace.stage("generate"):
-            if generate_stream is None:
-                generated = self.generator.generate(question, hits, trace)
-                return QueryStream(iter([generated.text]), lambda: generated, hits, trace)
-            stream = generate_stream(question, hits, trace)
+            stream = self.generator.generate_stream(question, hits, trace)
         return QueryStream(stream, stream.result, hits, trace, close=stream.close)
 
     def _retrieve_for_answer(
         self, question: str, top_k: int | None, filter: FilterSpec | None = None
     ) -> tuple[Trace, list[Hit]]:
         if not question.strip():
-            raise ValueError("question is empty")
+            raise UserError("question is empty")
         if filter is not None:
             filter = MetadataFilter.parse(filter)  # a bad filter fails before any model is loaded
         trace = Trace()

@@ -33,6 +33,7 @@ from ragkit.generation.errors import GenerationError
 from ragkit.indexes.filters import FilterError, MetadataFilter
 from ragkit.indexes.layout import IndexDamaged, read_current
 from ragkit.progress import Progress, describe, format_seconds
+from ragkit.protocols import Embedder
 from ragkit.redaction import redact, redact_value
 from ragkit.schema import Answer, Hit
 
@@ -53,8 +54,9 @@ PipelineOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
 # UserError: bad input, configuration, a missing/locked/damaged index, a model not installed.
-# GenerationError names the endpoint, never the key. ValueError: pydantic and argument checks.
-USER_ERRORS = (UserError, GenerationError, FileNotFoundError, ValueError)
+# GenerationError: the LLM endpoint failed (the message names it, never the key). Anything else
+# is a bug and keeps its traceback.
+USER_ERRORS = (UserError, GenerationError, FileNotFoundError)
 PROGRESS_LINE_EVERY_S = 5.0  # how often a plain progress line is printed when stderr is not a terminal
 
 
@@ -310,8 +312,8 @@ def _print_sources(answer: Answer) -> None:
         # Not "Sources": the model cited none of these, so nothing says the answer came from them.
         out.print("\n[bold]Context given to the model (none cited)[/]")
         for n, hit in enumerate(answer.hits, 1):
-            c = hit.chunk
-            out.print(f"  {n}. {c.source}{_pages(hit)} (chars {c.start}-{c.end})", markup=False, highlight=False)
+            chunk = hit.chunk
+            out.print(f"  {n}. {chunk.source}{_pages(hit)} (chars {chunk.start}-{chunk.end})", markup=False, highlight=False)
 
 
 def _pages(hit: Hit) -> str:
@@ -422,7 +424,7 @@ def status(
     raise typer.Exit(1 if report is not None and not report.ok else 0)
 
 
-def _verify_embedder(index: Path) -> object | None:
+def _verify_embedder(index: Path) -> Embedder | None:
     """The embedder of the index's own pipeline, to re-embed samples; None if it cannot be read."""
     try:
         rag = RAG.open(index)
@@ -454,6 +456,32 @@ def restore(
     )
     for problem in result.problems:
         out.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("components")
+def list_components(
+    stage: Annotated[str | None, typer.Option("--stage", help="Only this stage (e.g. vector_store).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every registered component (built-in and from installed plugins) with its config schema."""
+    from ragkit.components import STAGES, components
+
+    if stage is not None and stage not in STAGES:
+        fail(f"--stage: unknown stage {stage!r}; stages are {', '.join(STAGES)}", as_json=as_json)
+    found = [c for c in components() if stage is None or c.stage == stage]
+    if as_json:
+        print_json([c.describe() for c in found])
+        return
+    for name in STAGES:
+        group = [c for c in found if c.stage == name]
+        if not group:
+            continue
+        out.print(f"[bold]{name}[/]", highlight=False)
+        for c in group:
+            fields = [f for f in c.config.model_fields if f != "name"]
+            shown = f" ({', '.join(fields)})" if fields else ""
+            exts = f" [{' '.join(c.extensions)}]" if c.extensions else ""
+            out.print(f"  {c.name}{exts}: {c.summary}{shown}  — {c.module}", markup=False, highlight=False, soft_wrap=True)
 
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)
@@ -494,6 +522,7 @@ def eval_retrieval(
     from rich.table import Table
 
     table = Table(title=f"{result.dataset} · pipeline {result.pipeline} · {result.queries} queries")
+    fusion = ", ".join(f"{k} {v}" for k, v in result.fusion.items())
     rows = result.variants or {result.main_variant: result.metrics}
     names = list(next(iter(rows.values())))
     table.add_column("variant")
@@ -502,6 +531,7 @@ def eval_retrieval(
     for variant, values in rows.items():
         table.add_row(variant, *(f"{values[m]:.4f}" for m in names))
     out.print(table)
+    out.print(f"fusion: {fusion}", markup=False, highlight=False)
     t = result.timings
     out.print(
         f"ingest {t['ingest_s']:.1f} s ({int(t['texts_embedded'])} texts embedded); "
@@ -522,9 +552,6 @@ def eval_retrieval(
 
 # --- eval faithfulness / eval suite (see ragkit/eval/judge.py and ragkit/eval/suite.py) ----------
 
-FAITHFULNESS_SCORERS = ("offline", "llm-judge")
-_SCORE_CHUNK = 32  # rows per score_batch call (progress granularity)
-
 
 @eval_app.command("faithfulness")
 def eval_faithfulness(
@@ -544,108 +571,20 @@ def eval_faithfulness(
     Exit code: 0 every row scored; 1 some rows could not be scored (listed as {"id", "error"});
     2 bad input or scorer unavailable.
     """
-    import time
-    from typing import Any
+    from ragkit.eval.faithfulness_eval import evaluate_faithfulness
 
-    from ragkit.eval.datasets import load_qa_jsonl
-    from ragkit.eval.metrics import DatasetError
-    from ragkit.generation.errors import GenerationError
-
-    if scorer not in FAITHFULNESS_SCORERS:
-        fail(f"--scorer: unknown scorer {scorer!r}; expected one of {', '.join(FAITHFULNESS_SCORERS)}")
-    timings: dict[str, float] = {}
-    try:
-        started = time.perf_counter()
-        rows = load_qa_jsonl(file)[:max_rows]
-        for row in rows:
-            if row.context is None or not row.context.strip():
-                raise DatasetError(f"row {row.id!r}: missing or empty field 'context'", file)
-            if row.label is not None and row.label not in (0, 1):
-                raise DatasetError(f"row {row.id!r}: 'label' must be 0 or 1, got {row.label}", file)
-        if not rows:
-            raise DatasetError("no rows", file)
-        if scorer == "llm-judge":
-            from ragkit.config import OpenAIGeneratorConfig
-            from ragkit.eval.judge import LLMJudgeScorer
-
-            generator = load_pipeline(pipeline).generator if pipeline else OpenAIGeneratorConfig()
-            if not isinstance(generator, OpenAIGeneratorConfig):
-                fail(f"--pipeline {pipeline}: the llm-judge needs an 'openai' generator section, not {generator.name!r}")
-            engine: Any = LLMJudgeScorer(generator)
-        else:
-            if pipeline is not None:
-                fail("--pipeline is only used by --scorer llm-judge")
-            from ragkit.eval.faithfulness import OfflineFaithfulnessScorer
-
-            engine = OfflineFaithfulnessScorer()
-        timings["load_s"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        results: list[Any] = []
-        progress = Progress("eval faithfulness")
-        progress.set_phase(f"scoring {len(rows)} rows with the {scorer} scorer")
-        progress.counter("rows scored", "rows", total=len(rows))
+    progress = Progress("eval faithfulness")
+    with command_errors(as_json):
         with show_progress(progress, as_json):
-            for begin in range(0, len(rows), _SCORE_CHUNK):
-                chunk = rows[begin : begin + _SCORE_CHUNK]
-                scored_chunk = engine.score_batch(chunk)
-                results.extend(scored_chunk)
-                progress.advance("rows scored", len(chunk), failed=sum(hasattr(r, "error") for r in scored_chunk))
-        timings["score_s"] = time.perf_counter() - started
-        timings["rows_per_s"] = len(rows) / timings["score_s"] if timings["score_s"] else 0.0
-    except (*USER_ERRORS, GenerationError) as exc:
-        fail(str(exc), as_json=as_json)
-    except KeyboardInterrupt:
-        fail("interrupted; nothing was written", 130, as_json, interrupted=True)
-
-    records: list[dict[str, Any]] = []
-    scored: list[tuple[Any, float]] = []
-    for row, result in zip(rows, results):
-        record: dict[str, Any] = {"id": row.id}
-        if hasattr(result, "error"):
-            record["error"] = result.error
-        else:
-            record["score"] = result.score
-            record["claims"] = [
-                {"text": c.text, "supported": c.supported, "score": c.score, "evidence": c.evidence}
-                for c in result.claims
-            ]
-            scored.append((row, result.score))
-        if row.label is not None:
-            record["label"] = row.label
-        records.append(record)
-    errors = [r for r in records if "error" in r]
-
-    summary: dict[str, Any] = {
-        "file": str(file),
-        "scorer": scorer,
-        "rows": len(rows),
-        "errors": len(errors),
-        "mean_score": (sum(s for _, s in scored) / len(scored)) if scored else None,
-    }
-    labelled = [(row.label, s) for row, s in scored if row.label is not None]
-    if labelled and len({label for label, _ in labelled}) == 2:
-        from ragkit.eval.faithfulness import auroc, best_threshold_accuracy
-
-        labels, values = [label for label, _ in labelled], [s for _, s in labelled]
-        summary["labelled_rows"] = len(labelled)
-        summary["auroc"] = auroc(labels, values)
-        summary["best_threshold"], summary["accuracy"] = best_threshold_accuracy(labels, values)
-    elif labelled:
-        summary["labelled_rows"] = len(labelled)
-        summary["note"] = "AUROC needs both labels 0 and 1 among the scored rows"
-    summary["timings"] = timings
-    records = redact_value(records)  # a judge may echo a key into a claim, evidence or error
+            result = evaluate_faithfulness(file, scorer, pipeline, max_rows, progress)
+    summary, errors, timings = result.summary, result.errors, result.summary["timings"]
     if out_file is not None:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        with out_file.open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        result.write_records(out_file)
     if as_json:
         print_json(summary)
     else:
         out.print(f"[bold]Faithfulness[/] of {file} with the {scorer} scorer", highlight=False)
-        out.print(f"  rows:        {len(rows)} ({len(errors)} could not be scored)")
+        out.print(f"  rows:        {summary['rows']} ({len(errors)} could not be scored)")
         if summary["mean_score"] is not None:
             out.print(f"  mean score:  {summary['mean_score']:.4f}")
         if "auroc" in summary:

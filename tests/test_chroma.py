@@ -28,21 +28,17 @@ from paragraph_chunks import paragraphs
 
 import ragkit.indexes.writer as writer_module
 from ragkit.config import FaissConfig, PipelineConfig, parse_pipeline
-from ragkit.indexes.chroma_dense import (
-    JOURNAL_FILE,
-    ChromaBackendError,
-    ChromaDenseIndex,
-    _all_ids,
-    default_collection_name,
-    open_collection,
-)
+from ragkit.indexes.chroma import JOURNAL_FILE, ChromaBackendError, default_collection_name
+from ragkit.indexes.chroma.client import all_ids as _all_ids
+from ragkit.indexes.chroma.client import open_collection
+from ragkit.indexes.chroma.reader import ChromaSearcher
 from ragkit.indexes.embedder import SentenceTransformerEmbedder
 from ragkit.indexes.faiss_dense import FaissDenseIndex
+from ragkit.indexes.filters import MetadataFilter
 from ragkit.indexes.layout import EMBEDDINGS_FILE, read_current, writer_lock
 from ragkit.indexes.maintenance import verify_index
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.store import text_hash
-from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
 from ragkit.schema import Chunk, Document
 
@@ -84,13 +80,11 @@ def config_with(backend: dict) -> PipelineConfig:
 
 
 def writer(index_dir: Path, embedder: CountingEmbedder):
-    analyzer = make_analyzer(PipelineConfig().sparse.tokenizer)
-
     def run(documents, config: PipelineConfig, delete_ids=()):  # type: ignore[no-untyped-def]
         embedder.encoded.clear()
         with writer_lock(index_dir):
             return write_generation(
-                index_dir, config, documents, paragraphs, embedder, analyzer, delete_ids=delete_ids
+                index_dir, config, documents, paragraphs, embedder, delete_ids=delete_ids
             )
 
     return run
@@ -108,18 +102,26 @@ def collection_ids(index_dir: Path) -> set[str]:
 def store_ids(index_dir: Path) -> set[str]:
     snapshot = IndexSnapshot.open(index_dir)
     try:
-        return {i for (i,) in snapshot.store.db.execute("SELECT id FROM chunks")}
+        return snapshot.store.chunk_ids()
     finally:
         snapshot.close()
 
 
-def search_ids(index_dir: Path, embedder: CountingEmbedder, question: str, k: int = 3, **filters) -> list[str]:
+def search_ids(index_dir: Path, embedder: CountingEmbedder, question: str, k: int = 3, where=None) -> list[str]:
     snapshot = IndexSnapshot.open(index_dir)
     try:
-        rows, _ = snapshot.dense.search(embedder.embed_query(question), k, **filters)
+        flt = None if where is None else MetadataFilter.parse(where)
+        [(rows, _)] = snapshot.dense.search(embedder.embed_query(question).reshape(1, -1), k, flt)
         return [c.id for c in snapshot.store.chunks_by_rows(rows.tolist())]
     finally:
         snapshot.close()
+
+
+class _Whole:
+    """One chunk per passage."""
+
+    def chunk(self, document: Document) -> list[Chunk]:
+        return [Chunk.from_span(document, 0, len(document.text))]
 
 
 SOLAR = [
@@ -147,7 +149,7 @@ def check_ingest_query_delete(index_dir: Path, config: PipelineConfig, embedder:
     assert first.published and first.chunks_total == 5 and first.vectors_upserted == 5
     assert collection_ids(index_dir) == store_ids(index_dir)
     snapshot = IndexSnapshot.open(index_dir)
-    assert isinstance(snapshot.dense, ChromaDenseIndex) and snapshot.dense.describe()["type"] == "chroma"
+    assert isinstance(snapshot.dense, ChromaSearcher) and snapshot.dense.describe()["type"] == "chroma"
     assert not (snapshot.path / "dense.faiss").exists()  # chroma holds the vectors; no faiss built
     snapshot.close()
     top = search_ids(index_dir, embedder, "Which moon is the largest moon of Saturn?", k=1)
@@ -237,7 +239,7 @@ def test_crash_between_upsert_and_publish_is_invisible_then_reconciled(
     vectors = np.load(snapshot.path / EMBEDDINGS_FILE)
     for question in ["heart-shaped glacier", "nitrogen ice on Pluto", "rings"]:
         for k in (1, 2, 4):
-            rows, _ = snapshot.dense.search(embedder.embed_query(question), k)
+            [(rows, _)] = snapshot.dense.search(embedder.embed_query(question).reshape(1, -1), k)
             assert set(c.id for c in snapshot.store.chunks_by_rows(rows.tolist())) <= published
             assert len(rows) == min(k, len(published))
             exact_rows, _ = FaissDenseIndex.build(vectors, FaissConfig(index="flat")).search(
@@ -259,7 +261,7 @@ def test_missing_collection_says_reingest(tmp_path: Path, embedder: CountingEmbe
     writer(index_dir, embedder)(SOLAR, config)
     import chromadb
 
-    from ragkit.indexes.chroma_dense import _settings
+    from ragkit.indexes.chroma.client import _settings
 
     chromadb.PersistentClient(path=str(index_dir / "chroma"), settings=_settings()).delete_collection(
         default_collection_name(index_dir)
@@ -345,11 +347,9 @@ def test_parity_with_exact_faiss_on_boolq(
 
     embedder = CachedEmbedder(embedder, request.config.cache.mkdir("chroma-parity-minilm"))  # type: ignore[assignment]
     index_dir = tmp_path / "index"
-    whole = lambda d: [Chunk.from_span(d, 0, len(d.text))]  # noqa: E731 - one chunk per passage
     with writer_lock(index_dir):
         stats = write_generation(
-            index_dir, config_with({"name": "chroma"}), corpus, whole, embedder,
-            make_analyzer(PipelineConfig().sparse.tokenizer),
+            index_dir, config_with({"name": "chroma"}), corpus, _Whole(), embedder
         )
     assert stats.chunks_total == PARITY_PASSAGES
     snapshot = IndexSnapshot.open(index_dir)
@@ -357,7 +357,7 @@ def test_parity_with_exact_faiss_on_boolq(
     exact = FaissDenseIndex.build(vectors, FaissConfig(index="flat"))
     queries = embedder.embed(questions)
     exact_rows, exact_scores = exact.search_batch(queries, PARITY_K)
-    chroma_rows, chroma_scores = snapshot.dense.search_batch(queries, PARITY_K)
+    chroma_rows, chroma_scores = (list(x) for x in zip(*snapshot.dense.search(queries, PARITY_K)))
     identical = sum(a.tolist() == b.tolist() for a, b in zip(exact_rows, chroma_rows))
     matched = sum(
         _ties_equal(a.tolist(), sa, b.tolist(), sb)

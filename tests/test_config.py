@@ -23,11 +23,11 @@ def test_every_shipped_pipeline_loads():
 @pytest.mark.parametrize(
     ("raw", "field", "words"),
     [
-        ({"generator": {"name": "gpt"}}, "generator", "'extractive', 'openai'"),
-        ({"retrieval": {"fusion": {"name": "borda"}}}, "retrieval.fusion", "'rrf', 'convex'"),
+        ({"generator": {"name": "gpt"}}, "generator", "'extractive', 'local', 'openai'"),
+        ({"retrieval": {"fusion": {"name": "borda"}}}, "retrieval.fusion", "'convex', 'rrf'"),
         ({"retrieval": {"topk": 3}}, "retrieval.topk", "Extra inputs"),
         ({"chunker": {"chunk_size": 10, "chunk_overlap": 10}}, "chunker", "smaller than chunk_size"),
-        ({"sparse": {"b": 2}}, "sparse.bm25.b", "less than or equal to 1"),
+        ({"sparse": {"b": 2}}, "sparse.b", "less than or equal to 1"),
     ],
 )
 def test_invalid_pipeline_names_the_field(raw, field, words):

@@ -131,4 +131,4 @@ def test_cli_reports_failures_and_exit_codes(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("generator: {name: gpt}\n")
     invalid = ragkit("ingest", str(corpus), "--index", str(tmp_path / "j"), "--pipeline", str(bad), check=False)
-    assert invalid.returncode == 2 and "generator" in invalid.stderr and "'extractive', 'openai'" in invalid.stderr
+    assert invalid.returncode == 2 and "generator" in invalid.stderr and "'extractive', 'local', 'openai'" in invalid.stderr

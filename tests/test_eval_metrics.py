@@ -1,4 +1,5 @@
-"""ragkit.eval metrics and dataset readers, cross-checked against ranx on real data."""
+"""ragkit.eval: metrics (ranx behind ragkit's Qrels/Run, checked on hand-computed values) and the
+dataset readers, cross-checked against ranx's own file readers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ranx
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ragkit.eval import (
@@ -86,43 +86,6 @@ def boolq_bm25() -> dict:
     return {"run": run, "qrels": qrels}
 
 
-def test_real_bm25_run_every_metric_matches_ranx(boolq_bm25: dict) -> None:
-    run_dict, qrels_dict = boolq_bm25["run"], boolq_bm25["qrels"]
-    assert len(qrels_dict) == N_QUERIES and len(run_dict) < N_QUERIES
-
-    # Our qrels come from our BEIR reader, restricted to the same queries.
-    dataset = load_beir(BOOLQ)
-    ours_qrels = Qrels({q: dataset.qrels[q] for q in qrels_dict})
-    assert ours_qrels == Qrels(qrels_dict)
-    ours_run = Run(run_dict)
-
-    r_qrels, r_run = ranx.Qrels(qrels_dict), ranx.Run(run_dict)
-    r_means = ranx.evaluate(r_qrels, r_run, ALL_METRICS, make_comparable=True, threads=1)
-    per_query = evaluate_per_query(ours_qrels, ours_run, ALL_METRICS)
-    means = evaluate(ours_qrels, ours_run, ALL_METRICS)
-
-    for metric in ALL_METRICS:
-        theirs = np.array([r_run.scores[metric][q] for q in qrels_dict])
-        ours = np.array([per_query[metric][q] for q in qrels_dict])
-        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6, err_msg=metric)
-        assert means[metric] == pytest.approx(r_means[metric], abs=1e-6), metric
-
-    # A broken pipeline where nothing matches would also "agree" with ranx at 0.0.
-    assert means["ndcg@10"] > 0.3 and means["recall@100"] > 0.5
-    missing = [q for q in qrels_dict if q not in run_dict]
-    assert missing and all(per_query["ndcg@10"][q] == 0.0 for q in missing)
-
-
-def test_real_run_ranking_order_matches_ranx_including_ties(boolq_bm25: dict) -> None:
-    run_dict = boolq_bm25["run"]
-    ours, theirs = Run(run_dict), ranx.Run(run_dict)
-    tied = 0
-    for q_id, docs in run_dict.items():
-        assert ours.ranked(q_id) == list(theirs[q_id].keys()), q_id
-        tied += len(set(docs.values())) < len(docs)
-    assert tied > 0, "expected real BM25 ties in the top 100; tie-breaking went untested"
-
-
 # ---------------------------------------------------------------------------------------------
 # (2) Hand-computed examples: graded relevance, ties, missing queries
 # ---------------------------------------------------------------------------------------------
@@ -161,26 +124,10 @@ def test_hand_computed_graded_example() -> None:
     assert scores["ndcg@5"] == pytest.approx(0.6175617, abs=1e-6)  # the formula, evaluated
 
 
-def test_hand_example_agrees_with_ranx() -> None:
-    names = [m for m in HAND_EXPECTED]
-    theirs = ranx.evaluate(ranx.Qrels(HAND_QRELS), ranx.Run(HAND_RUN), names)
-    for metric in names:
-        assert HAND_EXPECTED[metric] == pytest.approx(theirs[metric], abs=1e-9), metric
-
-
 def test_ties_keep_insertion_order_for_short_lists() -> None:
     qrels = Qrels({"q": {"z": 1}})
-    assert Run({"q": {"x": 0.9, "b": 0.7, "z": 0.7}}).ranked("q") == ["x", "b", "z"]
-    assert Run({"q": {"x": 0.9, "z": 0.7, "b": 0.7}}).ranked("q") == ["x", "z", "b"]
     assert evaluate(qrels, Run({"q": {"x": 0.9, "b": 0.7, "z": 0.7}}), "mrr")["mrr"] == 1 / 3
     assert evaluate(qrels, Run({"q": {"x": 0.9, "z": 0.7, "b": 0.7}}), "mrr")["mrr"] == 1 / 2
-
-
-def test_long_tied_list_is_ordered_like_ranx_not_stably() -> None:
-    docs = {f"d{i:02d}": float(i % 3) for i in range(30)}
-    ours = Run({"q": docs}).ranked("q")
-    assert ours == list(ranx.Run({"q": docs})["q"].keys())
-    assert ours != sorted(docs, key=lambda d: -docs[d])  # numba's quicksort is not stable
 
 
 def test_missing_run_query_and_unjudged_query_score_zero_but_count() -> None:
@@ -232,28 +179,6 @@ _scores = st.dictionaries(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    qrels=st.lists(_grades, min_size=1, max_size=3),
-    runs=st.lists(_scores, min_size=3, max_size=3),
-)
-def test_random_graded_tied_runs_match_ranx(qrels: list, runs: list) -> None:
-    qrels_dict = {f"q{i}": g for i, g in enumerate(qrels) if g}
-    run_dict = {q: runs[i] for i, q in enumerate(qrels_dict) if runs[i]}
-    if not qrels_dict or not run_dict:
-        return
-    names = [f"{m}@{k}" for m in (*RANX_METRICS, "ndcg_burges", "hits") for k in (1, 3, 10)]
-    r_run = ranx.Run(run_dict)
-    ranx.evaluate(ranx.Qrels(qrels_dict), r_run, names, make_comparable=True, threads=1)
-    ours = evaluate_per_query(Qrels(qrels_dict), Run(run_dict), names)
-    for metric in names:
-        for q_id in qrels_dict:
-            assert ours[metric][q_id] == pytest.approx(r_run.scores[metric][q_id], abs=1e-9), (
-                metric,
-                q_id,
-            )
-
-
 # ---------------------------------------------------------------------------------------------
 # (3) TREC files
 # ---------------------------------------------------------------------------------------------
@@ -268,7 +193,7 @@ def test_trec_run_round_trip_matches_ranx(boolq_bm25: dict, tmp_path: Path) -> N
     lines = path.read_text(encoding="utf-8").splitlines()
     assert len(lines) == sum(len(d) for d in run_dict.values())
     q_id, q0, doc_id, rank, score, tag = lines[0].split()
-    assert (q0, rank, tag) == ("Q0", "1", "bm25") and doc_id == run.ranked(q_id)[0]
+    assert (q0, rank, tag) == ("Q0", "1", "bm25") and doc_id == max(run_dict[q_id], key=run_dict[q_id].get)
     assert float(score) == run_dict[q_id][doc_id]  # repr round-trips floats exactly
 
     back = Run.from_trec(path)

@@ -20,12 +20,12 @@ from ragkit.eval.suite import (
     SuiteError,
     SuiteResult,
     ThresholdSpec,
-    _sample,
     check_thresholds,
     load_questions,
     load_suite,
     write_report,
 )
+from ragkit.eval.suite.runner import _sample
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "eval" / "sample.yaml"
@@ -86,7 +86,8 @@ def test_valid_suite_and_wanted_metrics(tmp_path):
 
 def test_pipeline_variants_deep_merge_overrides(tmp_path):
     from ragkit.config import PipelineError, load_pipeline
-    from ragkit.eval.suite import PipelineSpec, _load_suite_pipeline
+    from ragkit.eval.suite import PipelineSpec
+    from ragkit.eval.suite.runner import _load_suite_pipeline
 
     default = ROOT / "pipelines" / "default.yaml"
     base = load_pipeline(default)

@@ -26,8 +26,8 @@ from ragkit.indexes.bm25 import BM25Index
 from ragkit.indexes.faiss_dense import FaissDenseIndex
 from ragkit.indexes.filters import FilterError, MetadataFilter
 from ragkit.indexes.store import ChunkStore
-from ragkit.retrieval.hybrid import HybridRetriever
-from ragkit.schema import Chunk, Document
+from ragkit.retrieval.search import Retriever
+from ragkit.schema import Chunk, Document, Trace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -285,7 +285,7 @@ def test_faiss_flat_filtered_equals_brute_force(path):
     for r, s, wr, ws in zip(rows, scores, want_rows, want_scores):
         assert r.tolist() == wr.tolist()
         np.testing.assert_allclose(s, ws, rtol=1e-5, atol=1e-6)
-    one_rows, _ = index.search(queries[0], 10, allowed=mask, where={"x": {"$eq": 1}})  # faiss ignores where
+    one_rows, _ = index.search(queries[0], 10, allowed=mask)
     assert one_rows.tolist() == rows[0].tolist()
     assert [len(r) for r in index.search_batch(queries, 10, allowed=np.zeros(3000, bool))[0]] == [0] * 12
     few = np.zeros(3000, bool)
@@ -403,9 +403,9 @@ def test_api_filter_and_status_fields(filtered_index):
         with pytest.raises(FilterError):
             rag.query("volcano", filter={"year": {"$lt": "x"}})
         retriever = rag.retriever()
-        assert isinstance(retriever, HybridRetriever)
-        (candidates,) = retriever.candidates(["volcano"], filter={"reviewed": False})
-        rows = {r for r, _ in candidates["dense"] + candidates["sparse"]}
+        assert isinstance(retriever, Retriever)
+        (result,) = retriever.search(["volcano"], Trace(), filter={"reviewed": False})
+        rows = {r for r, _ in result.rankings["dense"] + result.rankings["sparse"]}
         chunks = rag.snapshot().store.chunks_by_rows(sorted(rows))
         assert {c.text.split()[0] for c in chunks} == {"Etna"}
         fields = rag.snapshot().store.field_counts()

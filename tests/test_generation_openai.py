@@ -19,9 +19,11 @@ import pytest
 from fake_openai import FakeOpenAIServer, Reply, completion
 
 from ragkit.config import OpenAIGeneratorConfig
+from ragkit.generation.chat import ChatGenerator
 from ragkit.generation.citations import resolve_citations
 from ragkit.generation.errors import GenerationError
-from ragkit.generation.openai_chat import MISSING_KEY_MESSAGE, PLACEHOLDER_API_KEY, OpenAIGenerator
+from ragkit.generation.openai_chat import MISSING_KEY_MESSAGE, PLACEHOLDER_API_KEY
+from ragkit.generation.openai_chat import openai_generator as OpenAIGenerator
 from ragkit.generation.prompt import NO_ANSWER, TRUNCATION_MARKER, build_messages, fence_for
 from ragkit.schema import Chunk, Document, Hit, Trace
 
@@ -44,7 +46,7 @@ def make_hits() -> list[Hit]:
     ]
 
 
-def make_generator(server: FakeOpenAIServer, **overrides: Any) -> OpenAIGenerator:
+def make_generator(server: FakeOpenAIServer, **overrides: Any) -> ChatGenerator:
     settings: dict[str, Any] = {"model": MODEL, "base_url": server.base_url, "api_key": API_KEY}
     settings.update(overrides)
     return OpenAIGenerator(OpenAIGeneratorConfig(**settings))
@@ -454,7 +456,7 @@ def test_credentials_in_base_url_are_not_shown() -> None:
     gen = OpenAIGenerator(
         OpenAIGeneratorConfig(model=MODEL, base_url=f"http://user:hunter2@127.0.0.1:{port}/v1", max_retries=0)
     )
-    assert gen.endpoint == f"http://127.0.0.1:{port}/v1/chat/completions"
+    assert gen.chat.endpoint == f"http://127.0.0.1:{port}/v1/chat/completions"
     with pytest.raises(GenerationError) as info:
         gen.generate("q?", make_hits(), Trace())
     assert "hunter2" not in _full_report(info.value)

@@ -33,8 +33,9 @@ import pytest
 from fake_openai import FakeOpenAIServer, Reply, completion, error_body
 
 from ragkit.config import OpenAIGeneratorConfig, PipelineConfig
+from ragkit.generation.chat import ChatGenerator
 from ragkit.generation.errors import GenerationError
-from ragkit.generation.openai_chat import OpenAIGenerator
+from ragkit.generation.openai_chat import openai_generator as OpenAIGenerator
 from ragkit.schema import Chunk, Document, Hit, Trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def hits() -> list[Hit]:
     return [Hit(chunk=Chunk.from_span(doc, 0, len(doc.text)), score=1.0)]
 
 
-def generator(server: FakeOpenAIServer, **overrides: Any) -> OpenAIGenerator:
+def generator(server: FakeOpenAIServer, **overrides: Any) -> ChatGenerator:
     settings: dict[str, Any] = {"model": MODEL, "base_url": server.base_url, "api_key": API_KEY, "timeout_s": 5.0}
     settings.update(overrides)
     return OpenAIGenerator(OpenAIGeneratorConfig(**settings))
@@ -139,7 +140,7 @@ def test_backoff_jitter_and_cap_in_the_installed_sdk(server: FakeOpenAIServer) -
     """The SDK's delay function itself (private API): jittered, exponential, capped at 8 s."""
     from openai._models import FinalRequestOptions
 
-    client = generator(server, max_retries=10)._client
+    client = generator(server, max_retries=10).chat._client
     options = FinalRequestOptions.construct(method="post", url="/chat/completions")
     first = [client._calculate_retry_timeout(10, options, None) for _ in range(50)]
     assert all(0.375 <= d <= 0.5 for d in first) and len(set(first)) > 1  # jitter: not all equal

@@ -41,7 +41,7 @@ def write(tmp_path, embedder):
     def run(documents, config=CONFIG):
         embedder.encoded.clear()
         with writer_lock(tmp_path):
-            return write_generation(tmp_path, config, documents, paragraphs, embedder, analyzer)
+            return write_generation(tmp_path, config, documents, paragraphs, embedder)
 
     return run
 
@@ -64,7 +64,7 @@ def test_build_then_reopen_without_embedding(write, tmp_path, embedder):
     assert len(snapshot.dense) == len(snapshot.sparse) == snapshot.store.count_chunks() == 4
     rows, scores = snapshot.sparse.search(make_analyzer(CONFIG.sparse.tokenizer)("Olympus Mons"), 2)
     assert snapshot.store.chunks_by_rows(rows.tolist())[0].text == "Mars has Olympus Mons."
-    rows, _ = snapshot.dense.search(embedder.embed_query("the biggest moon of Saturn"), 1)
+    [(rows, _)] = snapshot.dense.search(embedder.embed_query("the biggest moon of Saturn").reshape(1, -1), 1)
     assert snapshot.store.chunks_by_rows(rows.tolist())[0].text == "Titan is its largest moon."
 
 
@@ -98,7 +98,7 @@ def test_changed_document_replaces_exactly_its_own_chunks(write, tmp_path, embed
     for row, chunk in enumerate(after.store.chunks_by_rows(list(range(4)))):
         if chunk.text in old_vectors:  # kept rows moved, their vectors moved with them
             np.testing.assert_array_equal(vectors[row], old_vectors[chunk.text])
-        np.testing.assert_allclose(vectors[row], after.dense.index.reconstruct(row), atol=1e-6)
+        np.testing.assert_allclose(vectors[row], after.dense.index.index.reconstruct(row), atol=1e-6)
     # the previous generation is kept for readers that opened it just before the swap
     assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-000001", "gen-000002"]
 
@@ -144,12 +144,12 @@ def test_deleting_documents_removes_exactly_their_chunks(write, tmp_path, embedd
     write(DOCS)
     analyzer = make_analyzer(CONFIG.sparse.tokenizer)
     with writer_lock(tmp_path):
-        stats = write_generation(tmp_path, CONFIG, [], paragraphs, embedder, analyzer, delete_ids=["a.md", "nope.md"])
+        stats = write_generation(tmp_path, CONFIG, [], paragraphs, embedder, delete_ids=["a.md", "nope.md"])
     assert (stats.documents_deleted, stats.chunks_removed, stats.chunks_total) == (1, 2, 2)
     snapshot = IndexSnapshot.open(tmp_path)
     assert chunk_texts(snapshot) == ["Mars has Olympus Mons.", "Phobos and Deimos orbit Mars."]
     assert snapshot.sparse.search(analyzer("Titan"), 5)[0].size == 0
     with writer_lock(tmp_path):  # deleting everything leaves a valid, empty index
-        write_generation(tmp_path, CONFIG, [], paragraphs, embedder, analyzer, delete_ids=["b.md"])
+        write_generation(tmp_path, CONFIG, [], paragraphs, embedder, delete_ids=["b.md"])
     empty = IndexSnapshot.open(tmp_path)
     assert (len(empty.dense), len(empty.sparse), empty.store.count_documents()) == (0, 0, 0)

@@ -22,7 +22,7 @@ from llama_support import ROOT, LlamaServer, data_pipeline
 
 from ragkit.api import RAG
 from ragkit.config import OpenAIGeneratorConfig
-from ragkit.generation.openai_chat import OpenAIGenerator
+from ragkit.generation.openai_chat import openai_generator as OpenAIGenerator
 from ragkit.generation.prompt import prompt_builder
 from ragkit.schema import Hit, Trace
 
@@ -83,7 +83,7 @@ def test_chat_completion_with_the_full_prompt(llama_server: LlamaServer, hits: l
 
 def test_complete_reports_finish_reason(llama_server: LlamaServer) -> None:
     generator = OpenAIGenerator(openai_config(llama_server, max_tokens=4))
-    text, finish_reason = generator.complete([{"role": "user", "content": "Count from one to twenty."}])
+    text, finish_reason = generator.chat_model.complete([{"role": "user", "content": "Count from one to twenty."}])
     assert text.strip()
     assert finish_reason == "length"  # 4 tokens cannot hold it: the server says so, and we pass it on
 
@@ -92,7 +92,7 @@ def test_streaming_matches_the_plain_completion(llama_server: LlamaServer, hits:
     config = openai_config(llama_server)
     generator = OpenAIGenerator(config)
     # Greedy decoding (temperature 0) is deterministic: streamed and plain text must be the same.
-    plain, _ = generator.complete(prompt_builder(config.prompt)(QUESTION, hits, config.max_context_chars))
+    plain, _ = generator.chat_model.complete(prompt_builder(config.prompt)(QUESTION, hits, config.max_context_chars))
 
     trace = Trace()
     stream = generator.generate_stream(QUESTION, hits, trace)

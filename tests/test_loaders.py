@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from ragkit.config import LoaderConfig, TabularConfig
 from ragkit.loaders import (
-    LOADERS,
     LoaderError,
     discover,
     load_file,
@@ -542,7 +541,7 @@ def test_load_file_never_raises_on_loader_bugs(cwd: Path, monkeypatch: pytest.Mo
     def explode(path: Path, config: LoaderConfig) -> list:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(LOADERS[".txt"], "load", explode)
+    monkeypatch.setattr(text_loader, "load", explode)
     write("a.txt", "fine")
     assert only_failure("a.txt") == "unexpected error while reading the file (RuntimeError: boom)"
 

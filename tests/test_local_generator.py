@@ -22,8 +22,10 @@ from llama_support import ROOT, missing, require_gguf, require_llama_cpp
 from ragkit.api import RAG
 from ragkit.config import BUNDLED_SMOLLM2, LocalGeneratorConfig, NoRerankConfig, load_pipeline
 from ragkit.generation import make_generator
+from ragkit.generation.chat import ChatGenerator
 from ragkit.generation.citations import NO_CITATION_WARNING
-from ragkit.generation.local_llama import LLAMA_CPP_MISSING, LocalGenerator
+from ragkit.generation.local_llama import LLAMA_CPP_MISSING, LlamaChat
+from ragkit.generation.local_llama import local_generator as LocalGenerator
 from ragkit.generation.prompt import NO_ANSWER, build_compact_messages
 from ragkit.models import ModelUnavailable, resolve_gguf
 from ragkit.schema import Chunk, Document, Hit, Trace
@@ -74,7 +76,7 @@ def test_no_hits_answers_no_answer_without_loading_the_model() -> None:
     trace = Trace()
     assert generator.generate("q?", [], trace).text == NO_ANSWER
     assert generator.generate_stream("q?", [], trace).result().text == NO_ANSWER
-    assert not generator.loaded
+    assert not generator.chat.loaded
 
 
 def test_compact_prompt_numbers_one_line_blocks_after_a_worked_example() -> None:
@@ -109,7 +111,7 @@ def local_config() -> LocalGeneratorConfig:
 
 
 @pytest.fixture(scope="module")
-def generator(local_config: LocalGeneratorConfig) -> LocalGenerator:
+def generator(local_config: LocalGeneratorConfig) -> ChatGenerator:
     return LocalGenerator(local_config)
 
 
@@ -121,18 +123,18 @@ def hits(data_index: Path) -> list[Hit]:
 
 
 @pytest.mark.slow
-def test_generate_cites_the_retrieved_source(generator: LocalGenerator, hits: list[Hit]) -> None:
+def test_generate_cites_the_retrieved_source(generator: ChatGenerator, hits: list[Hit]) -> None:
     trace = Trace()
     answer = generator.generate(QUESTION, hits, trace)
     assert "1977" in answer.text, answer.text
     assert answer.citations and answer.citations[0].source.endswith(EXPECTED_SOURCE), answer.text
     for citation in answer.citations:
-        assert 1 <= citation.n <= generator.config.max_blocks
+        assert 1 <= citation.block <= generator.max_blocks
         assert citation.chunk_id == hits[citation.n - 1].chunk.id
 
 
 @pytest.mark.slow
-def test_stream_matches_generate(generator: LocalGenerator, hits: list[Hit]) -> None:
+def test_stream_matches_generate(generator: ChatGenerator, hits: list[Hit]) -> None:
     plain = generator.generate(QUESTION, hits, Trace())
     trace = Trace()
     stream = generator.generate_stream(QUESTION, hits, trace)
@@ -143,11 +145,12 @@ def test_stream_matches_generate(generator: LocalGenerator, hits: list[Hit]) -> 
 
 
 @pytest.mark.slow
-def test_complete_reports_length_cutoff(generator: LocalGenerator) -> None:
-    short = LocalGenerator(generator.config.model_copy(update={"max_tokens": 3}))
-    short._llama = generator._llama if generator.loaded else None  # reuse the loaded model when there is one
-    text, finish_reason = short.complete([{"role": "user", "content": "Count from one to twenty."}])
+def test_complete_reports_length_cutoff(generator: ChatGenerator) -> None:
+    # a per-call override, on the already loaded model
+    text, finish_reason = generator.chat.complete([{"role": "user", "content": "Count from one to twenty."}], max_tokens=3)
     assert text and finish_reason == "length"
+    short = LocalGenerator(generator.chat.config.model_copy(update={"max_tokens": 3}))
+    short.chat._llama = generator.chat._llama if generator.chat.loaded else None  # reuse the loaded model
     trace = Trace()
     short.generate(QUESTION, [Hit(chunk=Chunk.from_span(Document(id="d", source="d", text="Hi."), 0, 3), score=1)], trace)
     assert trace.warnings[:1] == ["answer truncated: the model hit max_tokens=3"]
@@ -159,7 +162,7 @@ def test_rag_with_the_local_pipeline_answers_offline(local_config: LocalGenerato
     config.retrieval.rerank = NoRerankConfig()
     config.generator = local_config
     with RAG(config, data_index) as rag:
-        assert isinstance(rag.generator, LocalGenerator)
+        assert isinstance(rag.generator, ChatGenerator) and isinstance(rag.generator.chat, LlamaChat)
         answer = rag.query(QUESTION)
         streamed = rag.query_stream(QUESTION)
         deltas = list(streamed)
@@ -192,4 +195,4 @@ def test_cli_query_stream_with_the_local_pipeline(data_index: Path, tmp_path: Pa
 
 def test_make_generator_builds_the_local_generator_lazily() -> None:
     generator = make_generator(LocalGeneratorConfig(model="/nonexistent.gguf"), None, str.split)  # type: ignore[arg-type]
-    assert isinstance(generator, LocalGenerator) and not generator.loaded
+    assert isinstance(generator, ChatGenerator) and isinstance(generator.chat, LlamaChat) and not generator.chat.loaded

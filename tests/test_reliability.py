@@ -433,7 +433,8 @@ def test_readers_answer_from_one_consistent_generation_during_commits(tmp_path: 
         while not done.is_set():
             try:
                 retriever = reader.retriever()  # one snapshot per query
-                hits = retriever.retrieve(question, Trace())
+                (result,) = retriever.search([question], Trace())
+                hits = result.hits
                 generation = retriever.snapshot.manifest.generation
                 for hit in hits:
                     # A BM25 hit must contain a query term: rows of the sparse index line up with the store.

@@ -65,7 +65,7 @@ def docs(n: int, tag: str = "") -> list[Document]:
 
 def write(index_dir, documents, embedder, config=CONFIG, **kw):
     with writer_lock(index_dir):
-        return write_generation(index_dir, config, documents, paragraphs, embedder, make_analyzer(), **kw)
+        return write_generation(index_dir, config, documents, paragraphs, embedder, **kw)
 
 
 def contents(index_dir):
@@ -73,7 +73,7 @@ def contents(index_dir):
     try:
         rows = list(range(snap.store.count_chunks()))
         texts = [c.text for c in snap.store.chunks_by_rows(rows)]
-        vectors = snap.dense.index.reconstruct_n(0, len(snap.dense))
+        vectors = snap.dense.index.index.reconstruct_n(0, len(snap.dense))
         return texts, vectors
     finally:
         snap.close()
@@ -205,8 +205,8 @@ def test_changing_only_the_faiss_backend_rebuilds_the_index_without_embedding(tm
     assert stats.documents_unchanged == 20 and stats.chunks_total == 60
     snap = IndexSnapshot.open(tmp_path)
     try:
-        assert snap.dense.kind == "hnsw" and snap.pipeline.dense.backend.index == "hnsw"
-        assert np.array_equal(snap.dense.index.reconstruct_n(0, 60), before)
+        assert snap.dense.index.kind == "hnsw" and snap.pipeline.dense.backend.index == "hnsw"
+        assert np.array_equal(snap.dense.index.index.reconstruct_n(0, 60), before)
     finally:
         snap.close()
     # the same backend again: nothing to do

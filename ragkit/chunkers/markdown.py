@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from ragkit.chunkers.recursive import ChunkMetadata, TokenIndex, split_spans
+from pydantic import Field
+
+from ragkit.chunkers.recursive import ChunkerConfigBase, ChunkMetadata, TokenIndex, split_spans
 from ragkit.chunkers.tokens import load_tokenizer
-from ragkit.config import MarkdownChunkerConfig
+from ragkit.components import register
 from ragkit.schema import Chunk, Document
 
 _ATX = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*))?$")
@@ -135,6 +137,14 @@ def sections(text: str, headings: list[tuple[int, int, int, str]]) -> list[Secti
     return result
 
 
+class MarkdownChunkerConfig(ChunkerConfigBase):
+    """Splits at markdown headings first; non-markdown documents fall back to recursive."""
+
+    name: Literal["markdown"] = "markdown"
+    max_heading_level: int = Field(6, ge=1, le=6)
+
+
+@register("chunker", "markdown", MarkdownChunkerConfig)
 class MarkdownChunker:
     """Sections at headings, each chunked recursively; non-markdown falls back to recursive."""
 

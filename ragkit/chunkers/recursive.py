@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
 
 from ragkit.chunkers.tokens import Tokenizer, load_tokenizer
-from ragkit.config import RecursiveChunkerConfig
+from ragkit.components import ComponentConfig, register
 from ragkit.schema import Chunk, Document
 
 _CLOSERS = "\"'”’»)]}」』）"
@@ -32,6 +34,28 @@ _WORD = re.compile(r"\s+")
 _LEVELS = (_PARAGRAPH, _SENTENCE, _WORD)
 _WORD_START = re.compile(r"(?<=\s)\S")
 _VERIFY_BATCH = 32  # chunks re-counted per batch call for context-dependent tokenizers
+
+
+class ChunkerConfigBase(ComponentConfig):
+    """What every token-budgeted chunker takes."""
+
+    chunk_size: int = Field(200, gt=0, description="token budget per chunk")
+    chunk_overlap: int = Field(30, ge=0, description="tokens shared by consecutive chunks")
+    tokenizer: str = Field(
+        "regex", description="'regex' (words and punctuation) or a HF tokenizer id/local path"
+    )
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, overlap: int, info: Any) -> int:
+        size = info.data.get("chunk_size")
+        if size is not None and overlap >= size:
+            raise ValueError(f"chunk_overlap ({overlap}) must be smaller than chunk_size ({size})")
+        return overlap
+
+
+class RecursiveChunkerConfig(ChunkerConfigBase):
+    name: Literal["recursive"] = "recursive"
 
 
 class TokenIndex:
@@ -126,7 +150,7 @@ class _Splitter:
             # Plan chunks as if the token index were exact. Context-dependent tokenizers then
             # re-count a batch of them in one (parallel) call, and we keep the run up to the
             # first chunk that turned out over budget, shrunk to fit.
-            run = []
+            run: list[tuple[int, int, int, tuple[int, int]]] = []
             limit = len(cuts) if tokenizer.context_free else _VERIFY_BATCH
             while s < end and len(run) < limit:
                 e = self._greedy_end(s, cuts, cut_tokens)
@@ -286,6 +310,7 @@ class ChunkMetadata:
         return metadata
 
 
+@register("chunker", "recursive", RecursiveChunkerConfig)
 class RecursiveChunker:
     """Paragraphs, then sentences, then words, then tokens, merged greedily up to the budget."""
 

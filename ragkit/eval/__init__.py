@@ -1,23 +1,7 @@
-"""Evaluation: retrieval metrics (ranx-identical) and evaluation dataset readers."""
+"""Evaluation: retrieval metrics (ranx), evaluation dataset readers, answer metrics, suites."""
 
 from .datasets import BeirDataset, QARow, load_beir, load_qa_jsonl
-from .metrics import (
-    METRICS,
-    DatasetError,
-    Qrels,
-    Run,
-    average_precision,
-    evaluate,
-    evaluate_per_query,
-    hit_rate,
-    hits,
-    ndcg,
-    ndcg_burges,
-    parse_metric,
-    precision,
-    recall,
-    reciprocal_rank,
-)
+from .metrics import METRICS, DatasetError, Qrels, Run, evaluate, evaluate_per_query, parse_metric
 
 __all__ = [
     "METRICS",
@@ -26,17 +10,9 @@ __all__ = [
     "QARow",
     "Qrels",
     "Run",
-    "average_precision",
     "evaluate",
     "evaluate_per_query",
-    "hit_rate",
-    "hits",
     "load_beir",
     "load_qa_jsonl",
-    "ndcg",
-    "ndcg_burges",
     "parse_metric",
-    "precision",
-    "recall",
-    "reciprocal_rank",
 ]

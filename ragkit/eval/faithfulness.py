@@ -632,7 +632,7 @@ class OfflineFaithfulnessScorer:
     def _claim_features(
         self, prep: _Prepared, emb: Mapping[str, np.ndarray]
     ) -> list[tuple[str, dict[str, float], str]]:
-        out = []
+        out: list[tuple[str, dict[str, float], str]] = []
         if not prep.claims:
             return out
         sent_mat = np.stack([emb[s] for s in prep.ctx_sents])

@@ -3,7 +3,7 @@
 Same interface and result types as `OfflineFaithfulnessScorer`: `score(context, answer,
 question=None) -> FaithfulnessResult` and `score_batch(rows)`. The endpoint, model and key come
 from an `OpenAIGeneratorConfig` (a pipeline's `generator` section) and go through
-`ragkit.generation.openai_chat.OpenAIGenerator` (same client, retries, timeout, redacted errors).
+`ragkit.generation.openai_chat.OpenAIChat` (same client, retries, timeout, redacted errors).
 
 Two requests per answer, each asking for JSON only:
 
@@ -34,15 +34,17 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ragkit.config import OpenAIGeneratorConfig
 from ragkit.errors import RagkitError
 from ragkit.eval.faithfulness import ClaimVerdict, FaithfulnessResult
 from ragkit.generation.errors import GenerationError
 from ragkit.generation.prompt import fence_for
+
+if TYPE_CHECKING:
+    from ragkit.generation.openai_chat import OpenAIGeneratorConfig
 
 __all__ = ["JudgeError", "LLMJudgeScorer", "ScoreError", "parse_claims", "parse_verdicts"]
 
@@ -195,12 +197,12 @@ class LLMJudgeScorer:
     ) -> None:
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
-        from ragkit.generation.openai_chat import OpenAIGenerator  # the openai SDK is slow to import
+        from ragkit.generation.openai_chat import OpenAIChat  # the openai SDK is slow to import
 
         self.config = config
         self.attempts = attempts
         self.max_endpoint_failures = max_endpoint_failures
-        self._llm = OpenAIGenerator(config)
+        self._llm = OpenAIChat(config)
         self.model_name = config.model
         self.endpoint = self._llm.endpoint
 

@@ -1,14 +1,12 @@
-"""Retrieval metrics over ranx-style `Qrels` / `Run`, numerically identical to ranx 0.3.
+"""Retrieval metrics: ragkit's `Qrels` / `Run` (reading and validating TREC and BEIR files, with
+errors that name the file and line) scored by ranx itself (extra `ragkit[eval]`).
 
-Definitions (checked against `ranx/metrics/*.py`; the tests cross-check every metric):
+Definitions (ranx's, `ranx/metrics/*.py`):
 
 - A document is relevant iff its qrels grade is >= 1. Grade 0 (and negative grades) and
   unjudged documents are not relevant. `R` = number of relevant documents of the query.
-- The run is ranked by score descending. Ties are broken exactly as ranx breaks them:
-  ranx argsorts the negated scores with numba's (unstable) quicksort over the run's insertion
-  order. For up to 16 documents that is an insertion sort, so tied documents keep their
-  insertion order; for longer lists tied documents come out in a deterministic but
-  algorithm-defined order, which `_ranx_argsort` reproduces step by step.
+- The run is ranked by score descending (ranx's tie order: numba's argsort over the run's
+  insertion order).
 - `@k` keeps the top k ranked documents; a name without `@k` keeps the whole run.
 - hits@k      = number of relevant documents in the top k (a count; this is ranx's "hits",
                 NOT an alias of hit_rate).
@@ -30,8 +28,9 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,17 +41,9 @@ __all__ = [
     "DatasetError",
     "Qrels",
     "Run",
-    "average_precision",
     "evaluate",
     "evaluate_per_query",
-    "hit_rate",
-    "hits",
-    "ndcg",
-    "ndcg_burges",
     "parse_metric",
-    "precision",
-    "recall",
-    "reciprocal_rank",
 ]
 
 
@@ -82,7 +73,7 @@ class Qrels:
             judged: dict[str, int] = {}
             for doc_id, grade in docs.items():
                 if not _is_int(grade):
-                    raise ValueError(
+                    raise DatasetError(
                         f"qrels grade for ({q_id!r}, {doc_id!r}) must be an int, got {grade!r}"
                     )
                 judged[str(doc_id)] = operator.index(grade)
@@ -156,11 +147,10 @@ class Run:
                 value = float(score)
                 # NaN has no place in a ranking: it would make the order undefined.
                 if math.isnan(value):
-                    raise ValueError(f"run score for ({q_id!r}, {doc_id!r}) is NaN")
+                    raise DatasetError(f"run score for ({q_id!r}, {doc_id!r}) is NaN")
                 scored[str(doc_id)] = value
             self._run[str(q_id)] = scored
-        self._ranked: dict[str, list[str]] = {}
-
+        
     @classmethod
     def from_dict(cls, run: Mapping[str, Mapping[str, float]]) -> Run:
         """Build from {query_id: {doc_id: score}}."""
@@ -205,24 +195,15 @@ class Run:
         insertion order.
         """
         if not tag or any(c.isspace() for c in tag):
-            raise ValueError(f"run tag must be non-empty without whitespace, got {tag!r}")
+            raise DatasetError(f"run tag must be non-empty without whitespace, got {tag!r}")
         lines: list[str] = []
         for q_id in sorted(self._run):
             _check_trec_token(q_id, "query id")
             scores = self._run[q_id]
-            for rank, doc_id in enumerate(self.ranked(q_id), start=1):
+            for rank, doc_id in enumerate(sorted(scores, key=lambda d: -scores[d]), start=1):
                 _check_trec_token(doc_id, "doc id")
                 lines.append(f"{q_id} Q0 {doc_id} {rank} {scores[doc_id]!r} {tag}\n")
         Path(path).write_text("".join(lines), encoding="utf-8")
-
-    def ranked(self, q_id: str) -> list[str]:
-        """The query's doc ids in rank order (score desc, ranx tie-breaking); [] if absent."""
-        if q_id not in self._ranked:
-            docs = self._run.get(q_id, {})
-            ids = list(docs)
-            order = _ranx_argsort(np.fromiter(docs.values(), dtype=np.float64, count=len(ids)))
-            self._ranked[q_id] = [ids[i] for i in order]
-        return list(self._ranked[q_id])
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         """A deep copy as plain dicts (insertion order kept)."""
@@ -256,7 +237,7 @@ class Run:
         return f"Run({len(self._run)} queries, {n_scored} scored documents)"
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: Any) -> bool:
     try:
         operator.index(value)  # int, bool, numpy integers; not floats or strings
     except TypeError:
@@ -267,7 +248,7 @@ def _is_int(value: object) -> bool:
 def _check_trec_token(value: str, what: str) -> None:
     # TREC files are whitespace separated: an id with a space would shift every column.
     if not value or any(c.isspace() for c in value):
-        raise ValueError(
+        raise DatasetError(
             f"{what} {value!r} cannot be written to a TREC file (empty or has whitespace)"
         )
 
@@ -370,175 +351,13 @@ def _add_row(
 
 
 # ---------------------------------------------------------------------------------------------
-# Ranking: score descending with ranx's exact tie-breaking
+# Metrics: ranx itself (extra `ragkit[eval]`)
 # ---------------------------------------------------------------------------------------------
 
-_SMALL_QUICKSORT = 15  # numba switches to insertion sort below this partition size
+# The metric names ranx computes and ragkit accepts; the definitions are ranx's (module docstring).
+METRICS = ("hits", "hit_rate", "precision", "recall", "mrr", "map", "ndcg", "ndcg_burges")
+RANX_MISSING = "retrieval metrics need ranx: pip install 'ragkit[eval]'"
 
-
-def _ranx_argsort(scores: np.ndarray) -> np.ndarray:
-    """Indices of `scores` ranked descending, ties resolved as ranx resolves them.
-
-    ranx sorts `-score` with numba's default `np.argsort` (quicksort: median-of-three
-    partitioning, insertion sort for partitions under 16 items). With distinct scores every
-    correct sort agrees, so numpy is used; with ties the numba algorithm is replayed.
-    """
-    keys = -np.asarray(scores, dtype=np.float64)
-    n = keys.shape[0]
-    if n < 2 or np.unique(keys).shape[0] == n:
-        return np.argsort(keys, kind="stable")
-    return np.asarray(_numba_quicksort_argsort(keys.tolist()), dtype=np.intp)
-
-
-def _numba_quicksort_argsort(a: list[float]) -> list[int]:
-    """A line-by-line port of numba.misc.quicksort's argsort (`run_quicksort1`)."""
-    r = list(range(len(a)))
-
-    def insertion_sort(low: int, high: int) -> None:
-        for i in range(low + 1, high + 1):
-            k = r[i]
-            v = a[k]
-            j = i
-            while j > low and v < a[r[j - 1]]:
-                r[j] = r[j - 1]
-                j -= 1
-            r[j] = k
-
-    def partition(low: int, high: int) -> int:
-        mid = (low + high) >> 1
-        if a[r[mid]] < a[r[low]]:
-            r[low], r[mid] = r[mid], r[low]
-        if a[r[high]] < a[r[mid]]:
-            r[high], r[mid] = r[mid], r[high]
-        if a[r[mid]] < a[r[low]]:
-            r[low], r[mid] = r[mid], r[low]
-        pivot = a[r[mid]]
-        r[high], r[mid] = r[mid], r[high]
-        i, j = low, high - 1
-        while True:
-            while i < high and a[r[i]] < pivot:
-                i += 1
-            while j >= low and pivot < a[r[j]]:
-                j -= 1
-            if i >= j:
-                break
-            r[i], r[j] = r[j], r[i]
-            i += 1
-            j -= 1
-        r[i], r[high] = r[high], r[i]
-        return i
-
-    stack = [(0, len(a) - 1)]
-    while stack:
-        low, high = stack.pop()
-        while high - low >= _SMALL_QUICKSORT:
-            i = partition(low, high)
-            # Same order of pushes as numba: the larger side is deferred on the stack.
-            if high - i > i - low:
-                if high > i:
-                    stack.append((i + 1, high))
-                high = i - 1
-            else:
-                if i > low:
-                    stack.append((low, i - 1))
-                low = i + 1
-        insertion_sort(low, high)
-    return r
-
-
-# ---------------------------------------------------------------------------------------------
-# Per-query metrics. Inputs: `ranked` = grade of each ranked document in rank order (0 when
-# unjudged), `judged` = all qrels grades of the query, `k` = cutoff (None: whole run).
-# ---------------------------------------------------------------------------------------------
-
-
-def _top(ranked: np.ndarray, k: int | None) -> np.ndarray:
-    return np.asarray(ranked)[:k] if k is not None else np.asarray(ranked)
-
-
-def _n_relevant(judged: np.ndarray) -> int:
-    return int(np.count_nonzero(np.asarray(judged) >= 1))
-
-
-def hits(ranked: np.ndarray, judged: np.ndarray, k: int | None = None) -> float:
-    """Number of relevant documents in the top k."""
-    if _n_relevant(judged) == 0:
-        return 0.0
-    return float(np.count_nonzero(_top(ranked, k) >= 1))
-
-
-def hit_rate(ranked: np.ndarray, judged: np.ndarray, k: int | None = None) -> float:
-    """1.0 if any relevant document is in the top k, else 0.0."""
-    return 1.0 if hits(ranked, judged, k) > 0 else 0.0
-
-
-def precision(ranked: np.ndarray, judged: np.ndarray, k: int | None = None) -> float:
-    """hits@k / k; without a cutoff k is the run length."""
-    denom = k if k is not None else len(ranked)
-    return hits(ranked, judged, k) / denom if denom else 0.0
-
-
-def recall(ranked: np.ndarray, judged: np.ndarray, k: int | None = None) -> float:
-    """hits@k / number of relevant documents."""
-    n_rel = _n_relevant(judged)
-    return hits(ranked, judged, k) / n_rel if n_rel else 0.0
-
-
-def reciprocal_rank(ranked: np.ndarray, judged: np.ndarray, k: int | None = None) -> float:
-    """1 / rank of the first relevant document within the top k."""
-    if _n_relevant(judged) == 0:
-        return 0.0
-    positions = np.flatnonzero(_top(ranked, k) >= 1)
-    return 1.0 / (positions[0] + 1) if positions.size else 0.0
-
-
-def average_precision(ranked: np.ndarray, judged: np.ndarray, k: int | None = None) -> float:
-    """Sum of precision at each relevant rank within the top k, / number of relevant docs."""
-    n_rel = _n_relevant(judged)
-    if n_rel == 0:
-        return 0.0
-    hit = (_top(ranked, k) >= 1).astype(np.float64)
-    precisions = np.cumsum(hit) / np.arange(1, hit.size + 1)
-    return float(np.sum(precisions * hit) / n_rel)
-
-
-def _dcg(grades: np.ndarray, burges: bool) -> float:
-    gains = np.where(grades >= 1, grades, 0).astype(np.float64)
-    if burges:
-        gains = 2.0**gains - 1.0
-    return float(np.sum(gains / np.log2(np.arange(2, gains.size + 2))))
-
-
-def _ndcg(ranked: np.ndarray, judged: np.ndarray, k: int | None, burges: bool) -> float:
-    judged = np.asarray(judged)
-    if _n_relevant(judged) == 0:
-        return 0.0
-    ideal = _top(np.sort(judged)[::-1], k)
-    return _dcg(_top(ranked, k), burges) / _dcg(ideal, burges)
-
-
-def ndcg(ranked: np.ndarray, judged: np.ndarray, k: int | None = None) -> float:
-    """nDCG@k with gain = grade (Järvelin & Kekäläinen; ranx "ndcg")."""
-    return _ndcg(ranked, judged, k, burges=False)
-
-
-def ndcg_burges(ranked: np.ndarray, judged: np.ndarray, k: int | None = None) -> float:
-    """nDCG@k with gain = 2**grade - 1 (Burges et al.; ranx "ndcg_burges")."""
-    return _ndcg(ranked, judged, k, burges=True)
-
-
-MetricFn = Callable[[np.ndarray, np.ndarray, "int | None"], float]
-
-METRICS: dict[str, MetricFn] = {
-    "hits": hits,
-    "hit_rate": hit_rate,
-    "precision": precision,
-    "recall": recall,
-    "mrr": reciprocal_rank,
-    "map": average_precision,
-    "ndcg": ndcg,
-    "ndcg_burges": ndcg_burges,
-}
 
 _METRIC_NAME = re.compile(r"^([a-z_]+)(?:@([0-9]+))?$")
 
@@ -562,31 +381,39 @@ def parse_metric(name: str) -> tuple[str, int | None]:
 # ---------------------------------------------------------------------------------------------
 
 
-def evaluate_per_query(
-    qrels: Qrels, run: Run, metrics: list[str] | str
-) -> dict[str, dict[str, float]]:
-    """{metric: {query_id: score}} for every query in `qrels` (missing from run -> 0).
+def _ranx() -> Any:
+    try:
+        import ranx
+    except ImportError:
+        raise UserError(RANX_MISSING) from None
+    return ranx
 
-    Run queries absent from qrels are ignored (ranx's `make_comparable=True`).
+
+def evaluate_per_query(qrels: Qrels, run: Run, metrics: list[str] | str) -> dict[str, dict[str, float]]:
+    """{metric: {query_id: score}} for every query in `qrels` (missing from the run -> 0), by ranx.
+
+    Run queries absent from qrels are ignored (ranx's `make_comparable=True`). ragkit's own
+    `Qrels`/`Run` hold and validate the data (line-numbered file errors); the scoring is ranx's,
+    which costs ~3 s of import and, once per machine, ~25 s of numba compilation (cached), measured
+    against ragkit's former hand port of its tie-breaking: one source of truth is worth it.
     """
+    ranx = _ranx()
     names = [metrics] if isinstance(metrics, str) else list(metrics)
-    parsed = {name: parse_metric(name) for name in names}
-    results: dict[str, dict[str, float]] = {name: {} for name in names}
-    for q_id in qrels:
-        judged_map = qrels[q_id]
-        judged = np.fromiter(judged_map.values(), dtype=np.int64, count=len(judged_map))
-        ranked_ids = run.ranked(q_id)
-        ranked = np.fromiter(
-            (judged_map.get(d, 0) for d in ranked_ids), dtype=np.int64, count=len(ranked_ids)
-        )
-        for name, (metric, k) in parsed.items():
-            results[name][q_id] = float(METRICS[metric](ranked, judged, k))
-    return results
+    for name in names:
+        parse_metric(name)
+    judged = {q: dict(docs) for q, docs in qrels.to_dict().items()}
+    ranked = {q: dict(run.get(q) or {}) for q in judged}
+    for q, docs in ranked.items():
+        if not docs:  # ranx needs at least one document per query; a zero-score outsider ranks nothing
+            docs["\x00no-result"] = 0.0
+    scored = ranx.Run(ranked)
+    ranx.evaluate(ranx.Qrels(judged), scored, names, make_comparable=True)
+    return {name: {q: float(scored.scores[name][q]) for q in judged} for name in names}
 
 
 def evaluate(qrels: Qrels, run: Run, metrics: list[str] | str) -> dict[str, float]:
     """{metric: mean over the qrels' queries}; a query with no run entry scores 0."""
     if len(qrels) == 0:
-        raise ValueError("qrels has no queries: nothing to average over")
+        raise DatasetError("qrels has no queries: nothing to average over")
     per_query = evaluate_per_query(qrels, run, metrics)
     return {name: float(np.mean(list(scores.values()))) for name, scores in per_query.items()}

@@ -2,13 +2,14 @@
 
 Documents are the dataset's passages (id = the dataset's `_id`, text = title + text); chunk
 hits are mapped to their document (a document ranks at its best chunk). Every variant comes
-from the same index and the same candidate lists, so differences are due to the stage alone:
+from one run of the retrieval path (ragkit.retrieval.search), which records each stage's
+ranking, so differences are due to the stage alone:
 
     sparse         BM25 only
     dense          embeddings only
     fused          the pipeline's fusion of both
     fused+rerank   the pipeline's reranker over the fused top `rerank.top_n` (the rest keeps
-                   its fused order below them); equals `fused` when no reranker can be loaded
+                   its fused order below them); only with a reranker
     fused+T        with the pipeline's query transform T (`multi-query`, `hyde`; only when one
                    is configured): the question's fused list plus the transform's searches
     fused+T+rerank the reranker over `fused+T` (when both are configured)
@@ -27,7 +28,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -36,13 +37,10 @@ from ragkit.eval.datasets import BeirDataset, load_beir
 from ragkit.eval.metrics import DatasetError, Qrels, Run, evaluate
 from ragkit.progress import Progress
 from ragkit.retrieval.chat import CachedChatModel
-from ragkit.retrieval.fusion import Fused, fuse
-from ragkit.retrieval.transforms import transformed_fusion
 from ragkit.schema import Document, Trace
 
 if TYPE_CHECKING:
     from ragkit.api import RAG
-    from ragkit.retrieval.hybrid import HybridRetriever
 
 DEFAULT_METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10", "map@100")
 VARIANTS = ("sparse", "dense", "fused", "fused+rerank")
@@ -58,6 +56,7 @@ class RetrievalEvaluation(BaseModel):
     timings: dict[str, float]
     variants: dict[str, dict[str, float]] | None = None
     main_variant: str = "fused"  # the variant the whole pipeline runs (`metrics`, the run file)
+    fusion: dict[str, Any] = Field(default_factory=dict, description="the fusion method and its parameters, as used")
     warnings: list[str] = Field(default_factory=list)
 
     def to_json_dict(self) -> dict:
@@ -141,52 +140,32 @@ def evaluate_retrieval(
 
     query_ids = select_queries(dataset, max_queries)
     if not query_ids:
-        raise ValueError(f"{dataset_dir}: no query has relevance judgements in split {split!r}")
+        raise DatasetError(f"{dataset_dir}: no query has relevance judgements in split {split!r}")
     if llm_cache is not None and rag.llm_cache is None:
         rag.llm_cache = Path(llm_cache)
     retriever = rag.retriever()
     doc_of_row = retriever.snapshot.store.doc_ids_by_row()
     depth = max(RUN_DEPTH * 3, retriever.config.dense_k, retriever.config.sparse_k)  # chunks -> 100 docs
-    transform = retriever.query_transform
-    transformed = f"fused+{transform.name}" if transform is not None else None
-    main_variant = (transformed or "fused") + ("+rerank" if retriever.rerank_depth else "")
-    wanted = list(VARIANTS) if compare else [main_variant]
-    if compare and transformed:
-        wanted += [transformed] + ([f"{transformed}+rerank"] if retriever.rerank_depth else [])
+    available = retriever.variant_names()
+    main_variant = available[-1]  # the whole pipeline: the last stage that ran
+    wanted = available if compare else [main_variant]
     runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in wanted}
     trace = Trace()
+    per_query_ms: list[float] = []
     progress.set_phase(f"running {len(query_ids)} queries ({', '.join(wanted)})")
     progress.counter(QUERIES, "queries", total=len(query_ids))
-    per_query_ms: list[float] = []
 
     started = time.perf_counter()
-    for begin in range(0, len(query_ids), batch_size):
-        batch = query_ids[begin : begin + batch_size]
-        questions = [dataset.queries[q] for q in batch]
+    # LLM stages (transforms, LLM rerank) make each query slow: smaller batches, so progress moves.
+    step = 1 if retriever.transformed or rag.config.retrieval.rerank.uses_chat_model else batch_size
+    for begin in range(0, len(query_ids), step):
+        batch = query_ids[begin : begin + step]
         batch_started = time.perf_counter()
-        candidates = retriever.candidates(questions, dense_k=depth, sparse_k=depth)
-        for query_id, question, found in zip(batch, questions, candidates):
-            fused = fuse(found, retriever.config.fusion)
-            if "sparse" in runs:
-                runs["sparse"][query_id] = _doc_run(found["sparse"], doc_of_row)
-            if "dense" in runs:
-                runs["dense"][query_id] = _doc_run(found["dense"], doc_of_row)
-            if "fused" in runs:
-                runs["fused"][query_id] = _doc_run([(f.row, f.score) for f in fused], doc_of_row)
-            if "fused+rerank" in runs:
-                runs["fused+rerank"][query_id] = _doc_run(_reranked(retriever, question, fused, trace), doc_of_row)
-            if transformed:
-                assert transform is not None
-                with_transform = transformed_fusion(
-                    retriever, transform, question, fused, trace, dense_k=depth, sparse_k=depth
-                )
-                if transformed in runs:
-                    ranked = [(f.row, f.score) for f in with_transform]
-                    runs[transformed][query_id] = _doc_run(ranked, doc_of_row)
-                if f"{transformed}+rerank" in runs:
-                    reranked = _reranked(retriever, question, with_transform, trace)
-                    runs[f"{transformed}+rerank"][query_id] = _doc_run(reranked, doc_of_row)
-            progress.advance(QUERIES)
+        results = retriever.search([dataset.queries[q] for q in batch], trace, top_k=1, depth=depth, compare=compare)
+        for query_id, result in zip(batch, results):
+            for name in wanted:
+                runs[name][query_id] = _doc_run(result.rankings[name], doc_of_row)
+        progress.advance(QUERIES, len(batch))
         per_query_ms.append((time.perf_counter() - batch_started) * 1000 / len(batch))
     progress.finish(QUERIES)
     timings["query_s"] = time.perf_counter() - started
@@ -196,10 +175,9 @@ def evaluate_retrieval(
     for stage in ("query_transform", "transform_retrieval", "llm_rerank"):  # LLM stages, per query
         if stage in trace.stages:
             timings[f"{stage}_ms_mean"] = trace.stages[stage].ms / len(query_ids)
-    caches = [chat for chat in _chat_models(retriever) if isinstance(chat, CachedChatModel)]
-    if caches:
-        timings["llm_cache_hits"] = float(sum(c.hits for c in caches))
-        timings["llm_requests"] = float(sum(c.misses for c in caches))
+    if isinstance(rag.chat_model, CachedChatModel):
+        timings["llm_cache_hits"] = float(rag.chat_model.hits)
+        timings["llm_requests"] = float(rag.chat_model.misses)
 
     qrels = Qrels({q: dataset.qrels[q] for q in query_ids})
     scored = {name: evaluate(qrels, Run(run), list(metrics)) for name, run in runs.items()}
@@ -213,24 +191,9 @@ def evaluate_retrieval(
         main_variant=main_variant,
         timings=timings,
         variants=scored if compare else None,
+        fusion=retriever.fusion.describe(),
         warnings=summarise_warnings(trace.warnings),
     )
-
-
-def _reranked(retriever: HybridRetriever, question: str, fused: list[Fused], trace: Trace) -> list[tuple[int, float]]:
-    """The fused ranking with its top `rerank_depth` reordered by the reranker."""
-    depth = retriever.rerank_depth
-    head = retriever.hits(fused[:depth])
-    reranked = retriever.reranker.rerank(question, head, trace)
-    if reranked is head:  # reranker unavailable (warning in trace): the fused order stands
-        return [(f.row, f.score) for f in fused]
-    row_of_chunk = {hit.chunk.id: f.row for hit, f in zip(head, fused)}
-    # Scores by position: the reranker's order is the ranking (an LLM reranker leaves unscored
-    # hits in place among scored ones, so hit scores need not decrease down the list). Rows below
-    # the reranked head keep their fused order under it.
-    return [(row_of_chunk[hit.chunk.id], float(-i)) for i, hit in enumerate(reranked)] + [
-        (f.row, float(-len(reranked) - i)) for i, f in enumerate(fused[depth:])
-    ]
 
 
 def summarise_warnings(warnings: Sequence[str]) -> list[str]:
@@ -245,9 +208,3 @@ def summarise_warnings(warnings: Sequence[str]) -> list[str]:
         f"{group[0]} (and {len(group) - 1} more like it)" if len(set(group)) > 1 else group[0]
         for group in groups.values()
     )
-
-
-def _chat_models(retriever: HybridRetriever) -> list[object]:
-    """The LLM clients of the retriever's transform and reranker (for cache statistics)."""
-    owners = [retriever.query_transform, retriever.reranker]
-    return [owner.chat for owner in owners if owner is not None and hasattr(owner, "chat")]

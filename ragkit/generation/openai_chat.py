@@ -1,30 +1,63 @@
-"""Generator backed by any OpenAI-compatible chat completions endpoint (OpenAI, llama.cpp, vLLM, ...).
+"""Any OpenAI-compatible chat completions endpoint (OpenAI, llama.cpp's server, vLLM, ...) as a
+`ChatModel`, and the `openai` generator (a `ChatGenerator` over it).
 
-Uses the official `openai` SDK. Where to connect: `generator.base_url`, else `$OPENAI_BASE_URL`,
-else the SDK's default (api.openai.com). The key: `generator.api_key`, else `$OPENAI_API_KEY`.
-Errors become `GenerationError`s that name the endpoint and model and never contain the key.
+Uses the official `openai` SDK (extra `ragkit[openai]`, imported when first used). Where to
+connect: `generator.base_url`, else `$OPENAI_BASE_URL`, else the SDK's default (api.openai.com).
+The key: `generator.api_key`, else `$OPENAI_API_KEY`. Errors become `GenerationError`s that name
+the endpoint and model and never contain the key.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-import openai
-from openai.types.chat import ChatCompletionChunk
+from pydantic import Field, SecretStr
 
-from ragkit.config import OpenAIGeneratorConfig
-from ragkit.generation import Generated
-from ragkit.generation.citations import resolve_citations
+from ragkit.components import ComponentConfig, register
+from ragkit.errors import UserError
+from ragkit.generation.chat import ChatGenerator, StreamInterrupted
 from ragkit.generation.errors import GenerationError
-from ragkit.generation.prompt import NO_ANSWER, prompt_builder
-from ragkit.generation.stream import AnswerStream, check_finish, warn_no_hits
-from ragkit.schema import Hit, Trace
+from ragkit.generation.prompt import PromptStyle
+from ragkit.protocols import Messages
+from ragkit.redaction import redact
 
-__all__ = ["AnswerStream", "GenerationError", "OpenAIGenerator", "PLACEHOLDER_API_KEY"]
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["GenerationError", "OpenAIChat", "OpenAIGeneratorConfig", "PLACEHOLDER_API_KEY", "openai_generator"]
+
+OPENAI_MISSING = "generator 'openai' needs the openai SDK: pip install 'ragkit[openai]'"
+
+
+class OpenAIGeneratorConfig(ComponentConfig):
+    """An OpenAI-compatible chat model (endpoint, model, key) and how it is prompted."""
+
+    provides_chat_model = True
+    name: Literal["openai"] = "openai"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, then the SDK's")
+    api_key: SecretStr | None = Field(None, description="default: $OPENAI_API_KEY (never saved)")
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(512, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    max_context_chars: int = Field(2000, gt=0, description="per context block")
+    prompt: PromptStyle = Field(
+        "full", description="full: fenced untrusted blocks and detailed rules | compact: for small models"
+    )
+
+
+def _sdk() -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise UserError(OPENAI_MISSING) from None
+    return openai
 
 # Local OpenAI-compatible servers (llama.cpp, vLLM, Ollama, LM Studio) ignore the key, but the SDK
 # refuses to build a client without one; this value is sent instead and is not a secret.
@@ -58,14 +91,17 @@ def _shown(url: str | None) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class OpenAIGenerator:
-    """Grounded answers from an OpenAI-compatible chat model, with checked `[n]` citations."""
+@register("chat_model", "openai", OpenAIGeneratorConfig)
+class OpenAIChat:
+    """Chat completions from an OpenAI-compatible endpoint, through the official SDK (its retries,
+    backoff and `Retry-After` handling), with redacted `GenerationError`s."""
 
     def __init__(self, config: OpenAIGeneratorConfig) -> None:
+        openai = _sdk()
         self.config = config
         base_url = (config.base_url or "").strip() or _env("OPENAI_BASE_URL")
-        api_key = config.api_key.get_secret_value().strip() if config.api_key is not None else ""
-        api_key = api_key or _env("OPENAI_API_KEY")
+        given = config.api_key.get_secret_value().strip() if config.api_key is not None else ""
+        api_key = given or _env("OPENAI_API_KEY")
         if api_key is None:
             if base_url is None:
                 raise GenerationError(MISSING_KEY_MESSAGE)
@@ -86,50 +122,19 @@ class OpenAIGenerator:
             ) from None
         self.endpoint = _shown(str(self._client.base_url)).rstrip("/") + "/chat/completions"
 
-    # --- answering ---------------------------------------------------------------------------
+    @property
+    def identity(self) -> str:
+        settings = self.config.model_dump(mode="json", include={"model", "temperature", "max_tokens"})
+        return json.dumps({"endpoint": self.endpoint, **settings}, sort_keys=True)
 
-    def generate(self, question: str, hits: list[Hit], trace: Trace) -> Generated:
-        """Ask the model with the grounded prompt; resolve its `[n]` citations against `hits`."""
-        if not hits:
-            self._warn_no_hits(trace)
-            return Generated(text=NO_ANSWER)
-        completion = self._create(question, hits, stream=False)
-        choices = getattr(completion, "choices", None)
-        if not choices:
-            raise GenerationError(
-                self._redact(f"{self._where()} failed: the response has no choices: {completion!r:.200}")
-            )
-        choice = choices[0]
-        text = (choice.message.content or "").strip() if choice.message is not None else ""
-        self._check_finish(choice.finish_reason, trace)
-        if not text:
-            trace.warn(
-                f"the model returned no text (finish_reason={choice.finish_reason}); answered '{NO_ANSWER}'"
-            )
-            return Generated(text=NO_ANSWER)
-        return resolve_citations(text, hits, trace)
-
-    def generate_stream(self, question: str, hits: list[Hit], trace: Trace) -> AnswerStream:
-        """Like `generate`, but yields text deltas as they arrive; see `AnswerStream`.
-
-        The request is sent here, so an HTTP error (bad key, unknown model) raises
-        `GenerationError` before anything is yielded.
-        """
-        if not hits:
-            self._warn_no_hits(trace)
-            return AnswerStream(iter([NO_ANSWER]), hits, trace)
-        stream = self._create(question, hits, stream=True)
-        return AnswerStream(self._deltas(stream, trace), hits, trace)
-
-    def _create(self, question: str, hits: list[Hit], *, stream: bool) -> Any:
-        """One chat completions request (a `ChatCompletion`, or a `Stream` of chunks)."""
-        messages: Any = prompt_builder(self.config.prompt)(question, hits, self.config.max_context_chars)
+    def _request(self, messages: Messages, overrides: dict[str, Any], stream: bool) -> Any:
+        openai = _sdk()
         try:
             return self._client.chat.completions.create(
                 model=self.config.model,
                 messages=messages,
-                temperature=self.config.temperature,
-                max_tokens=self.config.max_tokens,
+                temperature=overrides.get("temperature", self.config.temperature),
+                max_tokens=overrides.get("max_tokens", self.config.max_tokens),
                 **({"stream": True} if stream else {}),
             )
         except openai.OpenAIError as exc:
@@ -137,21 +142,9 @@ class OpenAIGenerator:
             # could have filled with the key; our message keeps everything useful, redacted.
             raise self._error(exc) from None
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, str | None]:
-        """One plain chat completion with caller-built `messages` -> (text, finish_reason).
-
-        Same client, endpoint, key, timeout, retries and redacted `GenerationError`s as
-        `generate`; used by callers with their own prompts (e.g. the LLM faithfulness judge).
-        """
-        try:
-            completion = self._client.chat.completions.create(
-                model=self.config.model,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=self.config.temperature,
-                max_tokens=self.config.max_tokens,
-            )
-        except openai.OpenAIError as exc:
-            raise self._error(exc) from None
+    def complete(self, messages: Messages, **overrides: Any) -> tuple[str, str | None]:
+        """One chat completion -> (text, finish_reason). `overrides`: temperature, max_tokens."""
+        completion = self._request(messages, overrides, stream=False)
         choices = getattr(completion, "choices", None)
         if not choices:
             raise GenerationError(
@@ -161,8 +154,12 @@ class OpenAIGenerator:
         text = (choice.message.content or "") if choice.message is not None else ""
         return text, choice.finish_reason
 
-    def _deltas(self, stream: openai.Stream[ChatCompletionChunk], trace: Trace) -> Iterator[str]:
-        """Text deltas from the SDK stream; a break after some text keeps it and warns instead of raising."""
+    def stream(self, messages: Messages, **overrides: Any) -> Generator[tuple[str, str | None], None, None]:
+        """The request is sent now (an HTTP error raises here); the deltas come as they arrive."""
+        return self._pieces(self._request(messages, overrides, stream=True))
+
+    def _pieces(self, stream: Any) -> Generator[tuple[str, str | None], None, None]:
+        openai = _sdk()
         got_text = False
         finish_reason: str | None = None
         try:
@@ -175,13 +172,12 @@ class OpenAIGenerator:
                     content = choice.delta.content if choice.delta is not None else None
                     if content:
                         got_text = True
-                        yield content
+                        yield content, None
         except openai.OpenAIError as exc:
             if not got_text:
                 # Nothing to keep: a failure before any text is a plain error, not a partial answer.
                 raise self._error(exc) from None
-            trace.warn(f"answer incomplete: stream interrupted: {self._reason(exc)}")
-            return
+            raise StreamInterrupted(self._reason(exc)) from None
         finally:
             stream.close()
         if finish_reason is None:
@@ -189,25 +185,17 @@ class OpenAIGenerator:
             # finish_reason tells an interrupted answer from a complete one.
             if not got_text:
                 raise GenerationError(self._where() + " failed: the stream ended before any text arrived")
-            trace.warn(
-                "answer incomplete: stream interrupted: the connection closed before the model finished"
-            )
-        else:
-            self._check_finish(finish_reason, trace)
+            raise StreamInterrupted("the connection closed before the model finished")
+        yield "", finish_reason
 
-    # --- helpers -----------------------------------------------------------------------------
-
-    def _warn_no_hits(self, trace: Trace) -> None:
-        warn_no_hits(trace)
-
-    def _check_finish(self, finish_reason: str | None, trace: Trace) -> None:
-        check_finish(finish_reason, self.config.max_tokens, trace)
+    # --- errors -----------------------------------------------------------------------------
 
     def _where(self) -> str:
         return f"generator 'openai': request to {self.endpoint} (model {self.config.model!r})"
 
     def _reason(self, exc: openai.OpenAIError) -> str:
         """What went wrong, in one line, redacted: status code and error type, or the transport failure."""
+        openai = _sdk()
         if isinstance(exc, openai.APIStatusError):
             kinds = [k for k in (getattr(exc, "type", None), getattr(exc, "code", None)) if k]
             kind = f" ({', '.join(dict.fromkeys(kinds))})" if kinds else ""
@@ -230,15 +218,20 @@ class OpenAIGenerator:
         return self._redact(reason)
 
     def _error(self, exc: openai.OpenAIError) -> GenerationError:
+        openai = _sdk()
         status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
         message = self._redact(f"{self._where()} failed: {self._reason(exc)}")
         return GenerationError(message, status_code=status)
 
     def _redact(self, text: str) -> str:
-        """Defence in depth: a server may echo the key back in its error body."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-            if len(secret) >= 8:
-                # Servers often echo a masked key ("abcd1234****wxyz"); its head is still secret.
-                text = text.replace(secret[:8], "***")
-        return _KEY_LIKE.sub("sk-***", text)
+        """Defence in depth: a server may echo the key back in its error body (ragkit.redaction
+        masks it, whole or in part); key-shaped strings of other keys are masked too."""
+        return _KEY_LIKE.sub("sk-***", redact(text, extra=self._secrets))
+
+
+@register("generator", "openai", OpenAIGeneratorConfig)
+def openai_generator(config: OpenAIGeneratorConfig, embedder: Any = None, analyzer: Any = None) -> ChatGenerator:
+    """Grounded answers with checked citations from an OpenAI-compatible chat model."""
+    return ChatGenerator(
+        OpenAIChat(config), prompt=config.prompt, max_context_chars=config.max_context_chars, max_tokens=config.max_tokens
+    )

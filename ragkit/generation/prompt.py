@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Literal
 
 from ragkit.schema import Hit
 
 NO_ANSWER = "I don't know based on the provided documents."
+# How a model-backed generator words its grounded prompt.
+PromptStyle = Literal["full", "compact"]
 """The exact sentence the model is told to give when the context does not answer the question."""
 
 TRUNCATION_MARKER = "[… truncated]"

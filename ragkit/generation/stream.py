@@ -1,31 +1,14 @@
-"""What every model-backed generator shares: the streamed answer and the finish checks.
-
-Kept apart from the generators so the local (llama.cpp) generator does not import the openai SDK
-and the OpenAI one does not import llama.cpp.
-"""
+"""A streamed answer: display deltas as they arrive, then the checked `Generated`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from ragkit.generation import Generated
 from ragkit.generation.citations import CitationNumbering, StreamRenumberer, resolve_citations
-from ragkit.generation.prompt import NO_ANSWER
+from ragkit.protocols import Generated
 from ragkit.schema import Hit, Trace
 
-__all__ = ["AnswerStream", "check_finish", "warn_no_hits"]
-
-
-def warn_no_hits(trace: Trace) -> None:
-    trace.warn(f"retrieval found nothing: answered '{NO_ANSWER}' without calling the model")
-
-
-def check_finish(finish_reason: str | None, max_tokens: int, trace: Trace) -> None:
-    """Flag an answer the model did not finish on its own."""
-    if finish_reason == "length":
-        trace.warn(f"answer truncated: the model hit max_tokens={max_tokens}")
-    elif finish_reason == "content_filter":
-        trace.warn("answer incomplete: the endpoint's content filter stopped the model")
+__all__ = ["AnswerStream"]
 
 
 class AnswerStream:
@@ -35,19 +18,30 @@ class AnswerStream:
     the final answer (1, 2, 3... in order of first citation; markers naming no block dropped);
     `result()` resolves citations on the whole raw text, draining the stream first if it was not
     read to the end. If the stream broke mid-way, the result holds the partial text and the trace
-    says so.
+    says so. `close` (optional) stops the model at once when the reader stops early.
     """
 
-    def __init__(self, deltas: Iterator[str], hits: list[Hit], trace: Trace) -> None:
+    def __init__(
+        self, deltas: Iterator[str], hits: list[Hit], trace: Trace, close: Callable[[], None] | None = None
+    ) -> None:
         self._deltas = deltas
         self._hits = hits
         self._trace = trace
+        self._close = close
         self._parts: list[str] = []
         self._result: Generated | None = None
         self._failed: BaseException | None = None
-        self._numbering = CitationNumbering()
-        self._renumber = StreamRenumberer(len(hits), self._numbering)
+        self._renumber = StreamRenumberer(len(hits), CitationNumbering())
         self._flushed = False
+
+    @classmethod
+    def of(cls, generated: Generated) -> AnswerStream:
+        """A stream of an answer that is already complete and checked: one delta, its text."""
+        stream = cls(iter([generated.text] if generated.text else []), [], Trace())
+        stream._precomputed = generated
+        return stream
+
+    _precomputed: Generated | None = None
 
     def __iter__(self) -> AnswerStream:
         return self
@@ -60,7 +54,12 @@ class AnswerStream:
         while True:
             try:
                 delta = next(self._deltas)
+                if self._precomputed is not None:
+                    return delta  # already numbered for display
             except StopIteration:
+                if self._precomputed is not None:
+                    self._result = self._precomputed
+                    raise
                 rest = self._renumber.flush()
                 if rest and not self._flushed:
                     self._flushed = True
@@ -85,10 +84,9 @@ class AnswerStream:
         return self._result
 
     def close(self) -> None:
-        """Stop early and release the connection (the deltas generator closes the SDK stream)."""
-        close = getattr(self._deltas, "close", None)
-        if close is not None:
-            close()
+        """Stop early and release the model or connection."""
+        if self._close is not None:
+            self._close()
 
     def __enter__(self) -> AnswerStream:
         return self

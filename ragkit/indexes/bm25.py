@@ -46,10 +46,14 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
+from pydantic import Field
+
+from ragkit.components import ComponentConfig, register
+from ragkit.indexes.tokenize import Analyzer, BM25TokenizerConfig, make_analyzer
 
 FORMAT_VERSION = 1
 _ARRAYS = ("data", "indices", "indptr", "doc_lengths", "idf")
@@ -61,6 +65,89 @@ _BATCH_POSTINGS = 1 << 22
 _DENSE_FACTOR = 32
 
 Hits = tuple[np.ndarray, np.ndarray]
+
+
+class BM25Config(ComponentConfig):
+    """BM25Okapi; defaults equal rank-bm25's (k1=1.5, b=0.75, epsilon=0.25)."""
+
+    name: Literal["bm25"] = "bm25"
+    k1: float = Field(1.5, ge=0)
+    b: float = Field(0.75, ge=0, le=1)
+    epsilon: float = Field(0.25, ge=0)
+    tokenizer: BM25TokenizerConfig = Field(default_factory=BM25TokenizerConfig)
+
+
+@register("sparse_index", "bm25", BM25Config)
+class BM25Backend:
+    """BM25Okapi over the analyzed chunk texts, equal to rank-bm25's scores (this module's docstring)."""
+
+    def __init__(self, config: BM25Config) -> None:
+        self.config = config
+        self.analyzer: Analyzer = make_analyzer(config.tokenizer)
+
+    def write(self, texts: Sequence[str], directory: Path) -> None:
+        """Index `texts` (chunk i -> document i) into `directory`. `texts` is iterated twice and
+        re-analyzed each time: cheaper than holding every token as a Python string."""
+        c = self.config
+        BM25Index.build(_Analyzed(texts, self.analyzer), k1=c.k1, b=c.b, epsilon=c.epsilon).save(directory)
+
+    def open(self, directory: Path) -> BM25Index:
+        return BM25Index.load(directory)
+
+    def verify(self, directory: Path, texts: Sequence[str] | None) -> tuple[list[str], str]:
+        """(problems, summary): every document of the index has the length and the terms of its
+        chunk's analyzed text, and every term occurs in some chunk. `texts`: the chunk texts in
+        row order (None: the store is broken, only the index itself is checked)."""
+        index = BM25Index.load(directory)
+        n = index.n_docs
+        if texts is None:
+            return [], f"{n} documents (not compared: the store could not be read)"
+        problems = []
+        if n != len(texts):
+            return [f"BM25 holds {n} documents, the store {len(texts)} chunks"], ""
+        structure = sp.csc_matrix(
+            (np.ones(len(index._indices), dtype=np.int8), index._indices, index._indptr),
+            shape=(index.n_docs, index.n_terms),
+        ).tocsr()
+        lengths = np.asarray(index.doc_lengths)
+        seen_terms = np.zeros(index.n_terms, dtype=bool)
+        vocab = index.vocab
+        for row, text in enumerate(texts):
+            tokens = self.analyzer(text)
+            if len(tokens) != int(lengths[row]):
+                problems.append(f"row {row}: BM25 length {int(lengths[row])} != {len(tokens)} analyzed tokens")
+                continue
+            try:
+                wanted = sorted({vocab[t] for t in tokens})
+            except KeyError as exc:
+                problems.append(f"row {row}: term {exc.args[0]!r} is not in the BM25 vocabulary")
+                continue
+            have = sorted(structure.indices[structure.indptr[row] : structure.indptr[row + 1]].tolist())
+            if have != wanted:
+                problems.append(f"row {row}: BM25 terms differ from the chunk's text")
+            seen_terms[wanted] = True
+        if not problems and not seen_terms.all():
+            problems.append(f"{int((~seen_terms).sum())} BM25 terms occur in no chunk")
+        return problems, f"{n} documents; lengths and terms match every chunk's analyzed text"
+
+
+class _Analyzed(Sequence[list[str]]):
+    """`texts` analyzed on the fly each time they are iterated (BM25Index.build iterates twice)."""
+
+    def __init__(self, texts: Sequence[str], analyzer: Analyzer) -> None:
+        self.texts = texts
+        self.analyzer = analyzer
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self) -> Any:
+        analyzer = self.analyzer
+        for text in self.texts:
+            yield analyzer(text)
+
+    def __getitem__(self, i: Any) -> Any:
+        raise TypeError("analyzed texts are iterated, not indexed")
 
 
 class BM25Index:
@@ -363,7 +450,7 @@ class BM25Index:
             raise ValueError(
                 f"{directory}: unsupported BM25 index format {params.get('format_version')!r}"
             )
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         arrays = {
             name: np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
             for name in _ARRAYS

@@ -1,4 +1,6 @@
-"""Dense embeddings through sentence-transformers (the bundled all-MiniLM-L6-v2 by default)."""
+"""Dense embeddings through sentence-transformers (the bundled all-MiniLM-L6-v2 by default).
+
+The `Embedder` protocol is in ragkit.protocols; `make_embedder` builds any registered embedder."""
 
 from __future__ import annotations
 
@@ -8,37 +10,30 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from ragkit.config import SentenceTransformersEmbedderConfig
-from ragkit.models import ModelUnavailable, resolve_model
+from ragkit.components import ComponentConfig, build, register
+from ragkit.models import BUNDLED_MINILM, ModelUnavailable, resolve_model
+from ragkit.protocols import Embedder
 
 log = logging.getLogger(__name__)
 
 
-class Embedder(Protocol):
-    """Texts -> float32 row vectors (L2-normalised when the config says so)."""
-
-    @property
-    def model_id(self) -> str: ...
-
-    @property
-    def dim(self) -> int: ...
-
-    def embed(
-        self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None
-    ) -> np.ndarray: ...
-
-    def embed_query(self, text: str) -> np.ndarray: ...
-
-    @property
-    def loaded(self) -> bool: ...
-
-    def load(self) -> None: ...
+class SentenceTransformersEmbedderConfig(ComponentConfig):
+    name: Literal["sentence-transformers"] = "sentence-transformers"
+    model: str = Field(BUNDLED_MINILM, description=f"'{BUNDLED_MINILM}', a HF id or a local path")
+    batch_size: int = Field(64, gt=0)
+    normalize: bool = True
+    device: str = "cpu"
+    allow_download: bool = Field(
+        False, description="let sentence-transformers fetch a model from the hub (off: offline-first)"
+    )
 
 
+@register("embedder", "sentence-transformers", SentenceTransformersEmbedderConfig)
 class SentenceTransformerEmbedder:
     """Loads the model lazily (on first use) so opening an index for BM25-only work stays cheap."""
 
@@ -50,7 +45,7 @@ class SentenceTransformerEmbedder:
         return self.config.model
 
     @cached_property
-    def _model(self):  # type: ignore[no-untyped-def]  # SentenceTransformer, imported lazily (slow import)
+    def _model(self) -> Any:  # SentenceTransformer, imported lazily (slow import)
         if not self.config.allow_download:
             # Offline-first: without this, a hub id retries the network for ~45 s before failing.
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,7 +151,7 @@ def _single_torch_thread() -> Iterator[None]:
                 torch.set_num_threads(_saved_threads)
 
 
-def make_embedder(config: SentenceTransformersEmbedderConfig) -> Embedder:
-    if config.name == "sentence-transformers":
-        return SentenceTransformerEmbedder(config)
-    raise ValueError(f"unknown embedder {config.name!r}")  # unreachable: config validates names
+def make_embedder(config: ComponentConfig) -> Embedder:
+    """The embedder `config` names (stage "embedder")."""
+    embedder: Embedder = build("embedder", config)
+    return embedder

@@ -28,18 +28,36 @@ that still comes back short of k is redone exactly.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-import faiss
 import numpy as np
+from pydantic import Field, field_validator
 
-from ragkit.config import FaissConfig
+from ragkit.components import ComponentConfig, Strict, register
 from ragkit.errors import UserError
+
+if TYPE_CHECKING:
+    import faiss
+
+    from ragkit.indexes.filters import MetadataFilter
+    from ragkit.indexes.generation import GenerationView
+else:
+
+    class _LazyFaiss:
+        """`faiss` imported on first use (0.2 s): registering the component must stay cheap."""
+
+        def __getattr__(self, name: str) -> Any:
+            module = importlib.import_module("faiss")
+            globals()["faiss"] = module
+            return getattr(module, name)
+
+    faiss = _LazyFaiss()
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +77,55 @@ SELECTOR_MIN_FRACTION = 0.02
 # Upper bound for the widened HNSW search breadth of a filtered query.
 MAX_FILTER_EF = 4096
 
-_SQ_TYPES = {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}
+
+
+def _sq_type(storage: str) -> int | None:
+    return {"float16": faiss.ScalarQuantizer.QT_fp16, "int8": faiss.ScalarQuantizer.QT_8bit}.get(storage)
+
+
+class FaissHNSWConfig(Strict):
+    """HNSW graph parameters (faiss IndexHNSWFlat / IndexHNSWSQ)."""
+
+    M: int = Field(32, ge=4, le=256, description="neighbours per node: recall and memory (~8*M bytes/vector)")
+    ef_construction: int = Field(200, gt=0, description="build-time search breadth: recall vs build time")
+    ef_search: int = Field(512, gt=0, description="query-time search breadth (at least the k asked for)")
+
+
+class FaissIVFPQConfig(Strict):
+    """IVF-PQ parameters (faiss IndexIVFPQ), trained on the vectors being indexed."""
+
+    nlist: int | None = Field(
+        None, gt=0, description="inverted lists; null: 4*sqrt(n), at most n/39 (39 training vectors each)"
+    )
+    m: int = Field(48, gt=0, description="PQ sub-quantizers; must divide the vector dimension")
+    nbits: int = Field(8, ge=1, le=16, description="bits per sub-quantizer code")
+    nprobe: int = Field(16, gt=0, description="lists visited per query: recall vs speed")
+
+
+class FaissConfig(ComponentConfig):
+    """The dense index: exact below `exact_threshold` chunks, HNSW above (`index: auto`)."""
+
+    name: Literal["faiss"] = "faiss"
+    index: Literal["auto", "flat", "hnsw", "ivfpq"] = Field(
+        "auto", description="auto: flat below exact_threshold vectors, else hnsw"
+    )
+    exact_threshold: int = Field(50_000, ge=0, description="auto's switch from exact flat to hnsw")
+    storage: Literal["auto", "float32", "float16", "int8"] = Field(
+        "auto",
+        description="vector storage of flat/hnsw (faiss scalar quantizer below float32); "
+        "auto: float32 for exact flat, float16 for hnsw (half the memory, same recall)",
+    )
+    hnsw: FaissHNSWConfig = Field(default_factory=FaissHNSWConfig)
+    ivfpq: FaissIVFPQConfig = Field(default_factory=FaissIVFPQConfig)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_applies(cls, storage: str, info: Any) -> str:
+        if storage not in ("auto", "float32") and info.data.get("index") == "ivfpq":
+            raise ValueError(
+                "storage applies to flat and hnsw indexes; ivfpq stores PQ codes (set ivfpq.m / ivfpq.nbits)"
+            )
+        return storage
 
 
 class DenseConfigError(UserError, ValueError):
@@ -169,31 +235,21 @@ class FaissDenseIndex:
     # --- search --------------------------------------------------------------------------
 
     def search(
-        self,
-        query: np.ndarray,
-        k: int,
-        allowed: np.ndarray | None = None,
-        where: Mapping[str, Any] | None = None,
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows and scores for one query vector (fewer when the index is smaller).
 
-        `allowed`: a boolean mask over rows; only rows where it is True are returned. `where` is
-        the same filter as a chroma clause, for backends that filter by themselves; faiss filters
-        by `allowed` and ignores it.
+        `allowed`: a boolean mask over rows; only rows where it is True are returned.
         """
-        rows, scores = self.search_batch(query.reshape(1, -1), k, allowed, where)
+        rows, scores = self.search_batch(query.reshape(1, -1), k, allowed)
         return rows[0], scores[0]
 
     def search_batch(
-        self,
-        queries: np.ndarray,
-        k: int,
-        allowed: np.ndarray | None = None,
-        where: Mapping[str, Any] | None = None,
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Top-k rows and scores for each row of `queries`: one faiss call for the whole batch
         (faiss spreads queries over its threads). Results equal `search` on each query.
-        `allowed` / `where` as in `search`."""
+        `allowed` as in `search`."""
         queries = np.asarray(queries)
         if queries.ndim != 2:
             raise ValueError(f"expected a 2-d array of query vectors, got shape {queries.shape}")
@@ -209,7 +265,7 @@ class FaissDenseIndex:
                 "was the index built with a different embedding model?"
             )
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        ef = getattr(getattr(self.index, "hnsw", None), "efSearch", None)
+        ef = self.index.hnsw.efSearch if isinstance(self.index, faiss.IndexHNSW) else None
         with _single_thread(len(queries) < SMALL_BATCH):
             if ef is not None and ef < k:  # faiss would search with ef = k anyway; make it explicit
                 scores, rows = self.index.search(queries, k, params=faiss.SearchParametersHNSW(efSearch=k))
@@ -373,7 +429,7 @@ def resolve_storage(kind: str, config: FaissConfig) -> str:
 
 def _new_index(kind: str, dim: int, n: int, config: FaissConfig) -> faiss.Index:
     ip = faiss.METRIC_INNER_PRODUCT
-    sq = _SQ_TYPES.get(resolve_storage(kind, config))
+    sq = _sq_type(resolve_storage(kind, config))
     if kind == "flat":
         return faiss.IndexFlatIP(dim) if sq is None else faiss.IndexScalarQuantizer(dim, sq, ip)
     if kind == "hnsw":
@@ -413,3 +469,85 @@ def _add_in_blocks(index: faiss.Index, vectors: np.ndarray, block: int = 131072)
     """Add in blocks, so a memory-mapped float32 array is never copied whole."""
     for begin in range(0, len(vectors), block):
         index.add(np.ascontiguousarray(vectors[begin : begin + block], dtype=np.float32))
+
+
+# --- the vector store component ------------------------------------------------------------------
+
+
+@register("vector_store", "faiss", FaissConfig)
+class FaissVectorStore:
+    """Vectors in a faiss index file inside each generation (exact flat, HNSW or IVF-PQ).
+
+    The generation's `embeddings.npy` is the source of truth; the index is built from it when the
+    generation is written, so generations never share state and a crash leaves nothing to repair."""
+
+    def __init__(self, config: FaissConfig, index_dir: Path | None = None, stored: ComponentConfig | None = None) -> None:
+        self.config = config
+
+    def identity(self) -> Any:
+        return self.config.model_dump(mode="json")
+
+    def describe(self) -> str:
+        return f"faiss {self.config.index}"
+
+    def stats(self) -> dict[str, int]:
+        return {}
+
+    def prepare(self, current: GenerationView | None) -> None:
+        pass  # nothing outside the generation directories
+
+    def write(self, new: GenerationView, vectors: np.ndarray) -> None:
+        FaissDenseIndex.build(vectors, self.config).save(new.directory)
+
+    def before_publish(self, current: GenerationView | None, new: GenerationView, refreshed_docs: list[str]) -> None:
+        pass
+
+    def after_publish(self, new: GenerationView) -> None:
+        pass
+
+    def open(self, generation: GenerationView) -> FaissSearcher:
+        return FaissSearcher(FaissDenseIndex.load(generation.directory), generation)
+
+    def verify(self, generation: GenerationView, vectors: np.ndarray, sample: int) -> tuple[list[str], str]:
+        dense = FaissDenseIndex.load(generation.directory)
+        problems = []
+        n = len(dense)
+        if vectors.ndim != 2 or vectors.shape[0] != n:
+            problems.append(f"faiss holds {n} vectors but the generation's embeddings have shape {vectors.shape}")
+        elif vectors.shape[1] != dense.dim:
+            problems.append(f"dimensions differ: faiss {dense.dim}, embeddings {vectors.shape[1]}")
+        elif n:
+            # Exactly equal, after the index's own codec (float16/int8/PQ storage rounds vectors).
+            differ = dense.mismatched_rows(vectors)
+            if differ.size:
+                problems.append(f"faiss rows {differ[:5].tolist()} differ from the stored embeddings")
+        return problems, f"{n} vectors of dimension {dense.dim} ({dense.kind}, {dense.storage}), identical to the stored embeddings"
+
+
+class FaissSearcher:
+    """`VectorSearcher` over one generation's faiss index; a metadata filter becomes the store's
+    row mask (see the module docstring for how a filtered search is run)."""
+
+    def __init__(self, index: FaissDenseIndex, generation: GenerationView) -> None:
+        self.index = index
+        self.generation = generation
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def dim(self) -> int:
+        return self.index.dim
+
+    def describe(self) -> dict[str, Any]:
+        return self.index.describe()
+
+    def search(
+        self, queries: np.ndarray, k: int, flt: MetadataFilter | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        allowed = None if flt is None or flt.matches_all else self.generation.store.filter_mask(flt)
+        rows, scores = self.index.search_batch(np.asarray(queries), k, allowed)
+        return list(zip(rows, scores))
+
+    def close(self) -> None:
+        pass

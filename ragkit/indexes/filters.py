@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ragkit.errors import UserError
 
@@ -117,9 +117,9 @@ class Condition:
         if not present or not _scalar(actual):
             return False
         if self.op == "$eq":
-            return _same(actual, self.value)  # type: ignore[arg-type]
+            return _same(cast(Scalar, actual), cast(Scalar, self.value))
         if self.op == "$in":
-            return any(_same(actual, v) for v in self.value)  # type: ignore[union-attr]
+            return any(_same(cast(Scalar, actual), v) for v in cast(tuple[Scalar, ...], self.value))
         if value_kind(actual) != "number":
             return False
         operand = self.value

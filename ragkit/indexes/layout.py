@@ -31,7 +31,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from ragkit.config import PipelineConfig, PipelineError, load_pipeline
 from ragkit.errors import UserError
 
 FORMAT_VERSION = 1
@@ -191,25 +190,6 @@ def damaged_files(generation_path: Path, manifest: Manifest) -> list[str]:
         if file_digest(generation_path / relative).xxh3 != expected.xxh3:
             problems.append(f"{relative}: content differs from its checksum (damaged on disk)")
     return problems
-
-
-def generation_pipeline(index_dir: Path, manifest: Manifest) -> PipelineConfig:
-    """The pipeline a generation was built with; its file is checked against the manifest first,
-    so a damaged pipeline.yaml is reported as damage (IndexDamaged), not as a bad pipeline."""
-    relative = PIPELINE_FILE
-    expected = (manifest.files or {}).get(relative)
-    path = index_dir / manifest.directory / relative
-    if expected is not None:
-        try:
-            actual = file_digest(path)
-        except OSError as exc:
-            raise IndexDamaged(damage_message(index_dir, manifest, [f"{relative}: missing ({exc.strerror or exc})"])) from None
-        if actual != expected:
-            raise IndexDamaged(damage_message(index_dir, manifest, [f"{relative}: content differs from its checksum"]))
-    try:
-        return load_pipeline(path)
-    except PipelineError as exc:
-        raise IndexDamaged(damage_message(index_dir, manifest, [f"{relative}: {exc}"])) from None
 
 
 def check_files(index_dir: Path, manifest: Manifest) -> None:

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from ragkit.components import build
 from ragkit.config import PipelineConfig
-from ragkit.indexes.bm25 import BM25Index
-from ragkit.indexes.dense import DenseIndex
-from ragkit.indexes.faiss_dense import FaissDenseIndex
+from ragkit.indexes.generation import GenerationView, generation_pipeline
 from ragkit.indexes.layout import (
     SPARSE_DIR,
     IndexDamaged,
@@ -19,10 +18,10 @@ from ragkit.indexes.layout import (
     Manifest,
     check_files,
     damage_message,
-    generation_pipeline,
     require_current,
 )
 from ragkit.indexes.store import STORE_FILE, ChunkStore
+from ragkit.protocols import SparseBackend, SparseIndex, VectorSearcher, VectorStore
 
 T = TypeVar("T")
 
@@ -35,8 +34,9 @@ class IndexSnapshot:
     manifest: Manifest
     pipeline: PipelineConfig
     store: ChunkStore
-    dense: DenseIndex  # FaissDenseIndex, or ChromaDenseIndex for `dense.backend: chroma`
-    sparse: BM25Index
+    dense: VectorSearcher
+    sparse: SparseIndex
+    sparse_backend: SparseBackend
 
     @property
     def path(self) -> Path:
@@ -64,9 +64,12 @@ class IndexSnapshot:
         pipeline = generation_pipeline(index_dir, manifest)
         store = opened(STORE_FILE, lambda: ChunkStore.open(path / STORE_FILE))
         opened(STORE_FILE, store.count_chunks)  # reads the schema: damage shows here, not mid-query
-        dense = opened("dense index", lambda: _load_dense(index_dir, path, pipeline, store))
-        sparse = opened(SPARSE_DIR, lambda: BM25Index.load(path / SPARSE_DIR))
-        snapshot = cls(index_dir, manifest, pipeline, store, dense, sparse)
+        view = GenerationView(index_dir, path, manifest.generation, store)
+        vector_store: VectorStore = build("vector_store", pipeline.dense.backend, index_dir=index_dir, stored=pipeline.dense.backend)
+        dense = opened("dense index", lambda: vector_store.open(view))
+        sparse_backend: SparseBackend = build("sparse_index", pipeline.sparse)
+        sparse = opened(SPARSE_DIR, lambda: sparse_backend.open(path / SPARSE_DIR))
+        snapshot = cls(index_dir, manifest, pipeline, store, dense, sparse, sparse_backend)
         snapshot.check_consistency()
         return snapshot
 
@@ -82,13 +85,5 @@ class IndexSnapshot:
             raise IndexStoreError(f"index {self.path} is inconsistent: chunk counts {counts}")
 
     def close(self) -> None:
+        self.dense.close()
         self.store.close()
-
-
-def _load_dense(index_dir: Path, path: Path, pipeline: PipelineConfig, store: ChunkStore) -> DenseIndex:
-    backend = pipeline.dense.backend
-    if backend.name == "chroma":
-        from ragkit.indexes.chroma_dense import ChromaDenseIndex  # chromadb is imported only when used
-
-        return ChromaDenseIndex.load(index_dir, path, backend, store)
-    return FaissDenseIndex.load(path)

@@ -130,10 +130,41 @@ class ChunkStore:
     def commit(self) -> None:
         self.db.commit()
 
+    def remove_documents(self, doc_ids: Sequence[str]) -> tuple[int, np.ndarray]:
+        """Writer: delete `doc_ids` and their chunks, then renumber the kept chunks to 0..K-1 in
+        their old order. Returns (chunks removed, the kept chunks' old rows: new row i was
+        `kept[i]`)."""
+        replaced = [(i,) for i in doc_ids]
+        removed = sum(
+            self.db.execute("SELECT count(*) FROM chunks WHERE doc_id = ?", r).fetchone()[0] for r in replaced
+        )
+        self.db.executemany("DELETE FROM chunks WHERE doc_id = ?", replaced)
+        self.db.executemany("DELETE FROM documents WHERE id = ?", replaced)
+        kept = np.fromiter((row for (row,) in self.db.execute("SELECT row FROM chunks ORDER BY row")), dtype=np.int64)
+        # Ascending order never collides: new row <= old row.
+        self.db.executemany(
+            "UPDATE chunks SET row = ? WHERE row = ?",
+            [(new, old) for new, old in enumerate(kept.tolist()) if new != old],
+        )
+        self.renumber_chunk_fields(kept)
+        return int(removed), kept
+
     # --- reading ---
 
     def count_documents(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM documents").fetchone()[0])
+
+    def count_sources(self) -> int:
+        """Distinct source files (a JSONL/CSV file holds many documents)."""
+        return int(self.db.execute("SELECT count(DISTINCT source) FROM documents").fetchone()[0])
+
+    def document_records(self) -> Iterator[tuple[str, str, str, str, str]]:
+        """(id, source, content hash, text, metadata JSON) of every document (for verification)."""
+        yield from self.db.execute("SELECT id, source, content_hash, text, metadata FROM documents")
+
+    def chunk_rows(self) -> list[tuple[int, str, str, int, int, str]]:
+        """(row, id, doc_id, start, end, text hash) of every chunk, by row (for verification)."""
+        return list(self.db.execute('SELECT row, id, doc_id, start, "end", text_hash FROM chunks ORDER BY row'))
 
     def count_chunks(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM chunks").fetchone()[0])
@@ -142,6 +173,10 @@ class ChunkStore:
         """Rows are 0..N-1, so N is the largest row + 1: an index lookup, not a count."""
         (last,) = self.db.execute("SELECT max(row) FROM chunks").fetchone()
         return 0 if last is None else int(last) + 1
+
+    def text_rows(self) -> dict[str, int]:
+        """Chunk-text hash -> a row holding that text (the writer's embedding cache)."""
+        return dict(self.db.execute("SELECT text_hash, row FROM chunks"))
 
     def document_hashes(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT id, content_hash FROM documents"))
@@ -219,6 +254,56 @@ class ChunkStore:
                 (text,) = self.db.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
             yield text[start:end]
 
+
+    # --- chunk ids (what external vector stores key records by) ---
+
+    def chunk_ids(self) -> set[str]:
+        return {i for (i,) in self.db.execute("SELECT id FROM chunks")}
+
+    def chunk_ids_of_documents(self, doc_ids: Sequence[str]) -> list[str]:
+        ids: list[str] = []
+        for begin in range(0, len(doc_ids), _IN_BATCH):
+            part = list(doc_ids[begin : begin + _IN_BATCH])
+            marks = ",".join("?" * len(part))
+            ids.extend(i for (i,) in self.db.execute(f"SELECT id FROM chunks WHERE doc_id IN ({marks})", part))
+        return ids
+
+    def chunk_ids_at_rows(self, rows: Sequence[int]) -> list[str]:
+        """The chunk ids at `rows`, in row order."""
+        found: list[tuple[int, str]] = []
+        wanted = sorted({int(r) for r in rows})
+        for begin in range(0, len(wanted), _IN_BATCH):
+            part = wanted[begin : begin + _IN_BATCH]
+            marks = ",".join("?" * len(part))
+            found.extend(self.db.execute(f"SELECT row, id FROM chunks WHERE row IN ({marks})", part))
+        return [i for _, i in sorted(found)]
+
+    def rows_of_chunk_ids(self, ids: Sequence[str]) -> np.ndarray:
+        """Rows of the chunk ids this generation holds (ids it does not hold are skipped)."""
+        rows: list[int] = []
+        for begin in range(0, len(ids), _IN_BATCH):
+            part = list(ids[begin : begin + _IN_BATCH])
+            marks = ",".join("?" * len(part))
+            rows.extend(r for (r,) in self.db.execute(f"SELECT row FROM chunks WHERE id IN ({marks})", part))
+        return np.asarray(rows, dtype=np.int64)
+
+    def chunk_records(self, ids: Iterable[str] | None = None) -> Iterator[tuple[int, str, dict[str, Scalar]]]:
+        """(row, chunk id, `filterable_metadata`) of the chunks `ids` (all when None), by row."""
+        query = (
+            "SELECT c.row, c.id, c.doc_id, d.source, d.metadata, c.metadata "
+            "FROM chunks c JOIN documents d ON d.id = c.doc_id"
+        )
+        if ids is None:
+            records = list(self.db.execute(query + " ORDER BY c.row"))
+        else:
+            wanted = list(ids)
+            records = []
+            for begin in range(0, len(wanted), _IN_BATCH):
+                part = wanted[begin : begin + _IN_BATCH]
+                records.extend(self.db.execute(query + f" WHERE c.id IN ({','.join('?' * len(part))})", part))
+            records.sort()
+        for row, chunk_id, doc_id, source, doc_meta, chunk_meta in records:
+            yield row, chunk_id, filterable_metadata(source, doc_id, json.loads(doc_meta), json.loads(chunk_meta))
 
     # --- filterable metadata ---
 

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Literal
 
-from ragkit.config import BM25TokenizerConfig
+from ragkit.components import Strict
+
+
+class BM25TokenizerConfig(Strict):
+    """The analyzer: how chunk and query texts become BM25 terms."""
+
+    lowercase: bool = True
+    stopwords: Literal["english", "none"] = "english"
+    stemmer: Literal["none"] = "none"
 
 TOKEN_RE = re.compile(r"\w+")
 

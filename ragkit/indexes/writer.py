@@ -15,15 +15,16 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
+from ragkit.components import build
 from ragkit.config import PipelineConfig
-from ragkit.indexes.bm25 import BM25Index
-from ragkit.indexes.embedder import Embedder
-from ragkit.indexes.faiss_dense import FaissDenseIndex
+from ragkit.indexes.generation import GenerationView, generation_pipeline
 from ragkit.indexes.layout import (
     EMBEDDINGS_FILE,
     PIPELINE_FILE,
@@ -31,13 +32,13 @@ from ragkit.indexes.layout import (
     IndexStoreError,
     Manifest,
     generation_dir_name,
-    generation_pipeline,
     publish,
     read_current,
     remove_stale_generations,
 )
 from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
 from ragkit.progress import Progress
+from ragkit.protocols import Chunker, Embedder, SparseBackend, VectorStore
 from ragkit.schema import Chunk, Document, LoadFailure
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,8 @@ def write_generation(
     index_dir: Path,
     config: PipelineConfig,
     documents: Iterable[Document],
-    chunk: Callable[[Document], list[Chunk]],
+    chunker: Chunker,
     embedder: Embedder,
-    analyzer: Callable[[str], list[str]],
     progress: Progress | None = None,
     delete_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
 ) -> WriteStats:
@@ -101,70 +101,112 @@ def write_generation(
 
     The caller holds the writer lock. Nothing is published when nothing changes.
     """
-    progress = progress or Progress("ingest")
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    current = read_current(index_dir)
-    stored = check_pipeline_compatible(index_dir, current, config) if current is not None else None
-    chroma = None
-    if config.dense.backend.name == "chroma":
-        # Connect (and reconcile what a crashed writer left) before anything is embedded.
-        from ragkit.indexes.chroma_dense import ChromaSync
+    return _Commit(index_dir, config, embedder, progress or Progress("ingest")).run(documents, chunker, delete_ids)
 
-        chroma = ChromaSync.open(index_dir, config.dense.backend, stored.dense.backend if stored else None)
-        config = config.model_copy(update={"dense": config.dense.model_copy(update={"backend": chroma.config})})
-        chroma.reconcile(index_dir / current.directory if current else None)
-    # A different dense backend (faiss type/parameters, chroma) alone is a change: the next
-    # generation rebuilds the dense index from the stored vectors, without embedding anything.
-    backend_changed = stored is not None and _backend_identity(stored.dense.backend) != _backend_identity(
-        config.dense.backend
-    )
-    generation = current.generation + 1 if current else 1
-    stats = WriteStats(generation=generation)
 
-    new_dir = index_dir / generation_dir_name(generation)
-    if new_dir.exists():  # an unpublished leftover of a crashed writer
-        shutil.rmtree(new_dir)
-    new_dir.mkdir(parents=True)
-    writing = new_dir / STORE_FILE  # what is being written now: named if the disk fills up
-    try:
-        if current is None:
+class _Commit:
+    """One write of the next generation, phase by phase (each timed in `WriteStats.timings`)."""
+
+    def __init__(self, index_dir: Path, config: PipelineConfig, embedder: Embedder, progress: Progress) -> None:
+        self.index_dir = index_dir
+        self.progress = progress
+        self.embedder = embedder
+        self.timings: dict[str, float] = {}
+        self.current = read_current(index_dir)
+        stored = check_pipeline_compatible(index_dir, self.current, config) if self.current is not None else None
+        stored_backend = stored.dense.backend if stored is not None else None
+        self.vector_store: VectorStore = build("vector_store", config.dense.backend, index_dir=index_dir, stored=stored_backend)
+        # The store may settle parts of its config (chroma: the collection name); those are saved.
+        self.config = config.model_copy(
+            update={"dense": config.dense.model_copy(update={"backend": self.vector_store.config})}
+        )
+        # A different dense backend (faiss type/parameters, chroma) alone is a change: the next
+        # generation rebuilds the dense index from the stored vectors, without embedding anything.
+        self.backend_changed = stored_backend is not None and (
+            build("vector_store", stored_backend, index_dir=index_dir, stored=stored_backend).identity()
+            != self.vector_store.identity()
+        )
+        self.sparse: SparseBackend = build("sparse_index", config.sparse)
+        self.generation = self.current.generation + 1 if self.current else 1
+        self.stats = WriteStats(generation=self.generation)
+        self.new_dir = index_dir / generation_dir_name(self.generation)
+        self.writing = self.new_dir / STORE_FILE  # what is being written now: named if the disk fills up
+
+    @contextmanager
+    def _phase(self, name: str, shown: str | None = None) -> Iterator[None]:
+        if shown:
+            self.progress.set_phase(shown)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = round(self.timings.get(name, 0.0) + time.perf_counter() - started, 4)
+
+    def run(
+        self,
+        documents: Iterable[Document],
+        chunker: Chunker,
+        delete_ids: Iterable[str] | Callable[[], Iterable[str]],
+    ) -> WriteStats:
+        current_view = self._view(self.current)
+        try:
+            with self._phase("prepare"):
+                # Connect (and repair what a crashed writer left) before anything is embedded.
+                self.vector_store.prepare(current_view)
+            if self.new_dir.exists():  # an unpublished leftover of a crashed writer
+                shutil.rmtree(self.new_dir)
+            self.new_dir.mkdir(parents=True)
+            try:
+                return self._write(current_view, documents, chunker, delete_ids)
+            except BaseException as exc:
+                # Nothing was published: the current generation is untouched. Drop the partial one.
+                shutil.rmtree(self.new_dir, ignore_errors=True)
+                if _disk_full(exc):
+                    serving = (
+                        f"generation {self.current.generation}" if self.current else "nothing yet (no generation was published)"
+                    )
+                    raise DiskFull(
+                        f"no space left on device while writing {self.writing}; the index still serves {serving}. "
+                        "Free some space and run the command again"
+                    ) from exc
+                raise
+        finally:
+            if current_view is not None:
+                current_view.close()
+
+    def _store_stats(self) -> None:
+        counts = self.vector_store.stats()
+        self.stats.vectors_upserted = counts.get("vectors_upserted", 0)
+        self.stats.vectors_deleted = counts.get("vectors_deleted", 0)
+
+    def _view(self, manifest: Manifest | None) -> GenerationView | None:
+        if manifest is None:
+            return None
+        return GenerationView.open(self.index_dir, self.index_dir / manifest.directory, manifest.generation)
+
+    def _write(
+        self,
+        current_view: GenerationView | None,
+        documents: Iterable[Document],
+        chunker: Chunker,
+        delete_ids: Iterable[str] | Callable[[], Iterable[str]],
+    ) -> WriteStats:
+        stats, new_dir = self.stats, self.new_dir
+        if current_view is None:
             store, old_hashes, old_vectors = ChunkStore.create(new_dir / STORE_FILE), {}, None
         else:
-            old_dir = index_dir / current.directory
-            shutil.copyfile(old_dir / STORE_FILE, new_dir / STORE_FILE)
+            shutil.copyfile(current_view.directory / STORE_FILE, new_dir / STORE_FILE)
             store = ChunkStore.open(new_dir / STORE_FILE, readonly=False)
             old_hashes = store.document_hashes()
-            old_vectors = np.load(old_dir / EMBEDDINGS_FILE, mmap_mode="r")
+            old_vectors = current_view.vectors
         # Embedding cache: every chunk text of the previous generation, before replacing any.
-        cached_rows: dict[str, int] = dict(store.db.execute("SELECT text_hash, row FROM chunks"))
-        encoder = _StreamingEncoder(embedder, cached_rows, config.dense.embedder.batch_size, progress)
+        encoder = _StreamingEncoder(self.embedder, store.text_rows(), self.config.dense.embedder.batch_size, self.progress)
 
-        # Stream: a later duplicate id replaces an earlier one (keeping the first one's place).
-        progress.set_phase("loading, chunking and embedding")
-        incoming: dict[str, Document] = {}
-        doc_chunks: dict[str, list[Chunk]] = {}  # chunks of the new or changed documents
-        failed: dict[str, str] = {}  # document id -> why it failed (it keeps its indexed version)
-        for document in documents:
-            incoming[document.id] = document
-            failed.pop(document.id, None)
-            try:
-                if old_hashes.get(document.id) == document_hash(document):
-                    doc_chunks.pop(document.id, None)
-                    continue
-                chunks = chunk(document)
-            except Exception as exc:  # one bad document fails alone, never the run
-                doc_chunks.pop(document.id, None)
-                failed[document.id] = f"cannot be chunked ({type(exc).__name__}: {exc})"
-                continue
-            doc_chunks[document.id] = chunks
-            encoder.add(chunks)
-        ids = delete_ids() if callable(delete_ids) else delete_ids
-        timings["stream"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        progress.set_phase("embedding")
-        encoder.finish()
-        timings["embed_tail"] = time.perf_counter() - clock
+        with self._phase("stream", "loading, chunking and embedding"):
+            incoming, doc_chunks, failed = self._stream(documents, chunker, old_hashes, encoder)
+            ids = delete_ids() if callable(delete_ids) else delete_ids
+        with self._phase("embed_tail", "embedding"):
+            encoder.finish()
         for doc_id, chunks in list(doc_chunks.items()):  # documents with a text the embedder refused
             reasons = {encoder.failed[h] for h in (text_hash(c.text) for c in chunks) if h in encoder.failed}
             if reasons:
@@ -178,115 +220,109 @@ def write_generation(
         stats.documents_updated = sum(d.id in old_hashes for d in changed)
         stats.documents_added = len(changed) - stats.documents_updated
         stats.documents_deleted = len(deleted)
-        if not changed and not deleted and not backend_changed:
+        stats.texts_embedded = encoder.encoded
+        if not changed and not deleted and not self.backend_changed:
             store.close()
             shutil.rmtree(new_dir)
-            totals = current.documents if current else 0, current.chunks if current else 0
+            totals = (self.current.documents, self.current.chunks) if self.current else (0, 0)
             stats.documents_total, stats.chunks_total = totals
-            stats.generation = current.generation if current else 0
-            stats.texts_embedded = encoder.encoded
-            if chroma is not None:
-                stats.vectors_upserted, stats.vectors_deleted = chroma.upserted, chroma.deleted
+            stats.generation = self.current.generation if self.current else 0
+            self._store_stats()
+            stats.timings = self.timings
             return stats
 
-        replaced = [(d.id,) for d in changed if d.id in old_hashes] + [(i,) for i in deleted]
-        refreshed = [d.id for d in changed if d.id in old_hashes]  # chroma: metadata may have changed
-        stats.chunks_removed = sum(
-            store.db.execute("SELECT count(*) FROM chunks WHERE doc_id = ?", r).fetchone()[0]
-            for r in replaced
-        )
-        store.db.executemany("DELETE FROM chunks WHERE doc_id = ?", replaced)
-        store.db.executemany("DELETE FROM documents WHERE id = ?", replaced)
-        kept_rows = np.fromiter(
-            (row for (row,) in store.db.execute("SELECT row FROM chunks ORDER BY row")), dtype=np.int64
-        )
-        # Renumber kept chunks to 0..K-1. Ascending order never collides: new row <= old row.
-        store.db.executemany(
-            "UPDATE chunks SET row = ? WHERE row = ?",
-            [(new, old) for new, old in enumerate(kept_rows.tolist()) if new != old],
-        )
-        store.renumber_chunk_fields(kept_rows)
+        replaced = [d.id for d in changed if d.id in old_hashes] + deleted
+        refreshed = [d.id for d in changed if d.id in old_hashes]  # their metadata may have changed
+        with self._phase("store", "writing the store"):
+            stats.chunks_removed, kept_rows = store.remove_documents(replaced)
+            new_chunks = [c for d in changed for c in doc_chunks[d.id]]
+            del doc_chunks
+            stats.chunks_added = len(new_chunks)
+            all_vectors, stats.embedding_cache_hits = encoder.assemble(new_chunks, kept_rows, old_vectors)
+            del encoder
+            self.writing = new_dir / EMBEDDINGS_FILE
+            np.save(self.writing, all_vectors)
+            self.writing = new_dir / STORE_FILE
+            store.add_documents(changed)
+            store.add_chunks(enumerate(new_chunks, start=len(kept_rows)))
+            store.add_chunk_fields(start_row=len(kept_rows))  # from the stored rows: what filters see
+            store.commit()
+            del new_chunks, changed, incoming
+        new_view = GenerationView(self.index_dir, new_dir, self.generation, store)
+        try:
+            return self._index_and_publish(current_view, new_view, all_vectors, refreshed)
+        finally:
+            new_view.close()
 
-        new_chunks = [c for d in changed for c in doc_chunks[d.id]]
-        del doc_chunks
-        stats.chunks_added = len(new_chunks)
-        stats.texts_embedded = encoder.encoded
-        all_vectors, stats.embedding_cache_hits = encoder.assemble(new_chunks, kept_rows, old_vectors)
-        del encoder
-        writing = new_dir / EMBEDDINGS_FILE
-        np.save(writing, all_vectors)
+    def _stream(
+        self,
+        documents: Iterable[Document],
+        chunker: Chunker,
+        old_hashes: dict[str, str],
+        encoder: _StreamingEncoder,
+    ) -> tuple[dict[str, Document], dict[str, list[Chunk]], dict[str, str]]:
+        """Chunk each new or changed document as it arrives and queue its texts for encoding.
+        A later duplicate id replaces an earlier one (keeping the first one's place)."""
+        incoming: dict[str, Document] = {}
+        doc_chunks: dict[str, list[Chunk]] = {}  # chunks of the new or changed documents
+        failed: dict[str, str] = {}  # document id -> why it failed (it keeps its indexed version)
+        for document in documents:
+            incoming[document.id] = document
+            failed.pop(document.id, None)
+            try:
+                if old_hashes.get(document.id) == document_hash(document):
+                    doc_chunks.pop(document.id, None)
+                    continue
+                chunks = chunker.chunk(document)
+            except Exception as exc:  # one bad document fails alone, never the run
+                doc_chunks.pop(document.id, None)
+                failed[document.id] = f"cannot be chunked ({type(exc).__name__}: {exc})"
+                continue
+            doc_chunks[document.id] = chunks
+            encoder.add(chunks)
+        return incoming, doc_chunks, failed
 
-        clock = time.perf_counter()
-        progress.set_phase("writing the store")
-        writing = new_dir / STORE_FILE
-        store.add_documents(changed)
-        store.add_chunks(enumerate(new_chunks, start=len(kept_rows)))
-        store.add_chunk_fields(start_row=len(kept_rows))  # from the stored rows: what filters see
-        store.commit()
-        del new_chunks, changed, incoming
-        timings["store"] = time.perf_counter() - clock
-
-        progress.set_phase("building the dense index")
-        clock = time.perf_counter()
-        writing = new_dir / "dense.faiss"
-        if chroma is None:
-            FaissDenseIndex.build(all_vectors, config.dense.backend).save(new_dir)  # type: ignore[arg-type]
-        timings["dense_index"] = time.perf_counter() - clock
-        dim = int(all_vectors.shape[1])
-        del all_vectors
-        clock = time.perf_counter()
-        progress.set_phase("building the BM25 index")
-        sparse = config.sparse
-        writing = new_dir / SPARSE_DIR
-        BM25Index.build(
-            _TokenizedTexts(store, analyzer), k1=sparse.k1, b=sparse.b, epsilon=sparse.epsilon
-        ).save(new_dir / SPARSE_DIR)
-        timings["sparse_index"] = time.perf_counter() - clock
-        writing = new_dir / PIPELINE_FILE
-        writing.write_text(config.to_yaml(), encoding="utf-8")
-
-        stats.documents_total = store.count_documents()
-        stats.chunks_total = store.count_chunks()
-        store.close()
+    def _index_and_publish(
+        self, current_view: GenerationView | None, new_view: GenerationView, vectors: np.ndarray, refreshed: list[str]
+    ) -> WriteStats:
+        stats, new_dir = self.stats, self.new_dir
+        with self._phase("dense_index", "building the dense index"):
+            self.writing = new_dir
+            self.vector_store.write(new_view, vectors)
+        dim = int(vectors.shape[1])
+        del vectors
+        with self._phase("sparse_index", "building the sparse index"):
+            self.writing = new_dir / SPARSE_DIR
+            self.sparse.write(_ChunkTexts(new_view.store), new_dir / SPARSE_DIR)
+        self.writing = new_dir / PIPELINE_FILE
+        self.writing.write_text(self.config.to_yaml(), encoding="utf-8")
+        stats.documents_total = new_view.store.count_documents()
+        stats.chunks_total = new_view.store.count_chunks()
         manifest = Manifest(
-            generation=generation,
+            generation=self.generation,
             directory=new_dir.name,
             documents=stats.documents_total,
             chunks=stats.chunks_total,
-            embedding_model=config.dense.embedder.model,
+            embedding_model=self.config.dense.embedder.model,
             dim=dim,
         )
-        if chroma is not None:
-            clock = time.perf_counter()
-            chroma.before_publish(index_dir / current.directory if current else None, new_dir, refreshed)
-            timings["chroma_upsert"] = time.perf_counter() - clock
-        clock = time.perf_counter()
-        progress.set_phase("publishing")
-        writing = index_dir / "CURRENT"
-        manifest = publish(index_dir, manifest)
-        timings["publish"] = time.perf_counter() - clock
+        with self._phase("before_publish"):
+            self.vector_store.before_publish(current_view, new_view, refreshed)
+        with self._phase("publish", "publishing"):
+            self.writing = self.index_dir / "CURRENT"
+            manifest = publish(self.index_dir, manifest)
         stats.published = True
-        if chroma is not None:
-            clock = time.perf_counter()
+        with self._phase("after_publish"):
             try:
-                chroma.after_publish(new_dir)
-            except Exception as exc:  # published already: never fall into the rollback below
-                log.warning("chroma cleanup after publishing %s failed (%s); the next ingest reconciles", new_dir.name, exc)
-            timings["chroma_cleanup"] = time.perf_counter() - clock
-            stats.vectors_upserted, stats.vectors_deleted = chroma.upserted, chroma.deleted
-        stats.timings = {k: round(v, 4) for k, v in timings.items()}
-        remove_stale_generations(index_dir, manifest)
+                self.vector_store.after_publish(new_view)
+            except Exception as exc:  # published already: never fall into the rollback
+                log.warning(
+                    "vector store cleanup after publishing %s failed (%s); the next ingest reconciles", new_dir.name, exc
+                )
+        self._store_stats()
+        stats.timings = self.timings
+        remove_stale_generations(self.index_dir, manifest)
         return stats
-    except BaseException as exc:
-        # Nothing was published: the current generation is untouched. Drop the partial one.
-        shutil.rmtree(new_dir, ignore_errors=True)
-        if _disk_full(exc):
-            serving = f"generation {current.generation}" if current else "nothing yet (no generation was published)"
-            raise DiskFull(
-                f"no space left on device while writing {writing}; the index still serves {serving}. "
-                "Free some space and run the command again"
-            ) from exc
-        raise
 
 
 class DiskFull(IndexStoreError):
@@ -304,14 +340,6 @@ def _disk_full(exc: BaseException) -> bool:
         or "database or disk is full" in text
         or re.search(r"\d+ requested and \d+ written", text)
     )
-
-
-def _backend_identity(backend: object) -> object:
-    if getattr(backend, "name", None) == "chroma":
-        from ragkit.indexes.chroma_dense import backend_identity
-
-        return backend_identity(backend)
-    return backend
 
 
 EMBEDDED = "chunks embedded"  # the progress counter of texts encoded
@@ -428,24 +456,18 @@ class _StreamingEncoder:
         return out, int(cached.size)
 
 
-class _TokenizedTexts(Sequence[list[str]]):
-    """The store's chunk texts, tokenized on the fly each time they are iterated.
+class _ChunkTexts(Sequence[str]):
+    """The store's chunk texts in row order, read anew each time they are iterated."""
 
-    BM25Index.build makes two passes; re-tokenizing costs far less than holding every token
-    of a large index as Python strings at once (~60 bytes each)."""
-
-    def __init__(self, store: ChunkStore, analyzer: Callable[[str], list[str]]) -> None:
+    def __init__(self, store: ChunkStore) -> None:
         self.store = store
-        self.analyzer = analyzer
         self.n = store.count_chunks()
 
     def __len__(self) -> int:
         return self.n
 
-    def __iter__(self) -> Iterator[list[str]]:
-        analyzer = self.analyzer
-        for text in self.store.iter_chunk_texts():
-            yield analyzer(text)
+    def __iter__(self) -> Iterator[str]:
+        return self.store.iter_chunk_texts()
 
-    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
-        raise TypeError("tokenized texts are iterated, not indexed")
+    def __getitem__(self, i: Any) -> Any:
+        raise TypeError("chunk texts are iterated, not indexed")

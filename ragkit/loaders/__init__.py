@@ -1,16 +1,15 @@
 """Stage 1: loading. Files on disk -> `Document`s, with failures reported, never raised.
 
 Public entry point: `load_paths(paths, config) -> LoadReport` (implemented in `walk.py`).
-One module per file format; each exposes `load(path: Path, config: LoaderConfig) -> list[Document]`
-and raises `LoaderError` (or any exception) with a human reason when the file is unusable.
+One module per file format; each registers a `Loader` (ragkit.protocols) for its extensions and
+raises `LoaderError` (or any exception) with a human reason when a file is unusable.
 """
 
 from ragkit.loaders.base import LoaderError
-from ragkit.loaders.registry import LOADERS, loader_for, supported_extensions
+from ragkit.loaders.registry import loader_for, supported_extensions
 from ragkit.loaders.walk import Discovery, LoadedFile, LoadReport, discover, load_file, load_paths
 
 __all__ = [
-    "LOADERS",
     "Discovery",
     "LoadReport",
     "LoadedFile",

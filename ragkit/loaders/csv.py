@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ragkit.config import LoaderConfig
+from ragkit.components import register
 from ragkit.loaders.base import LoaderError, decode_text, read_bytes
-from ragkit.loaders.tabular import RowError, row_document, row_failure, strict
+from ragkit.loaders.tabular import CsvLoaderConfig, RowError, row_document, row_failure, strict
 from ragkit.schema import Document, LoadFailure
+
+if TYPE_CHECKING:
+    from ragkit.config import LoaderConfig
 
 FILE_TYPE = "csv"
 
@@ -82,3 +85,14 @@ def load_partial(path: Path, config: LoaderConfig) -> tuple[list[Document], list
 def load(path: Path, config: LoaderConfig) -> list[Document]:
     """All rows, or LoaderError if any row is bad (use `load_partial` to keep the good ones)."""
     return strict(*load_partial(path, config))
+
+
+@register("loader", "csv", CsvLoaderConfig, extensions=(".csv",))
+class CsvLoader:
+    """CSV: one document per row (loader.csv sets the fields)."""
+
+    def __init__(self, config: CsvLoaderConfig) -> None:
+        self.config = config
+
+    def load(self, path: Path, settings: LoaderConfig) -> tuple[list[Document], list[LoadFailure]]:
+        return load_partial(path, settings)

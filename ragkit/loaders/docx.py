@@ -5,11 +5,16 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ragkit.config import LoaderConfig
+from pydantic import Field
+
+from ragkit.components import ComponentConfig, register
 from ragkit.loaders.base import LoaderError, make_document, normalize_newlines, read_bytes
-from ragkit.schema import Document
+from ragkit.schema import Document, LoadFailure
+
+if TYPE_CHECKING:
+    from ragkit.config import LoaderConfig
 
 FILE_TYPE = "docx"
 _HEADING_STYLE = re.compile(r"^Heading ([1-9])$")
@@ -78,3 +83,18 @@ def load(path: Path, config: LoaderConfig) -> list[Document]:
     if title:
         metadata["title"] = title
     return [make_document(path, "\n\n".join(paragraphs), FILE_TYPE, metadata)]
+
+
+class DocxLoaderConfig(ComponentConfig):
+    name: Literal["docx"] = Field("docx", exclude=True)
+
+
+@register("loader", "docx", DocxLoaderConfig, extensions=(".docx",))
+class DocxLoader:
+    """Word documents (.docx): paragraphs and headings (python-docx)."""
+
+    def __init__(self, config: DocxLoaderConfig) -> None:
+        self.config = config
+
+    def load(self, path: Path, settings: LoaderConfig) -> tuple[list[Document], list[LoadFailure]]:
+        return (load(path, settings), [])

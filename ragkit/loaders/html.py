@@ -10,11 +10,16 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ragkit.config import LoaderConfig
+from pydantic import Field
+
+from ragkit.components import ComponentConfig, register
 from ragkit.loaders.base import LoaderError, decode_text, make_document, read_bytes
-from ragkit.schema import Document
+from ragkit.schema import Document, LoadFailure
+
+if TYPE_CHECKING:
+    from ragkit.config import LoaderConfig
 
 FILE_TYPE = "html"
 
@@ -167,3 +172,18 @@ def load(path: Path, config: LoaderConfig) -> list[Document]:
     if title:
         metadata["title"] = title
     return [make_document(path, text, FILE_TYPE, metadata)]
+
+
+class HtmlLoaderConfig(ComponentConfig):
+    name: Literal["html"] = Field("html", exclude=True)
+
+
+@register("loader", "html", HtmlLoaderConfig, extensions=(".html", ".htm"))
+class HtmlLoader:
+    """HTML pages: visible text with headings, title and declared charset."""
+
+    def __init__(self, config: HtmlLoaderConfig) -> None:
+        self.config = config
+
+    def load(self, path: Path, settings: LoaderConfig) -> tuple[list[Document], list[LoadFailure]]:
+        return (load(path, settings), [])

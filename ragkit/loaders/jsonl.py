@@ -5,11 +5,15 @@ from __future__ import annotations
 import codecs
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ragkit.config import LoaderConfig
+from ragkit.components import register
 from ragkit.loaders.base import LoaderError, read_bytes
-from ragkit.loaders.tabular import RowError, row_document, row_failure, strict
+from ragkit.loaders.tabular import JsonlLoaderConfig, RowError, row_document, row_failure, strict
 from ragkit.schema import Document, LoadFailure
+
+if TYPE_CHECKING:
+    from ragkit.config import LoaderConfig
 
 FILE_TYPE = "jsonl"
 
@@ -51,3 +55,14 @@ def load_partial(path: Path, config: LoaderConfig) -> tuple[list[Document], list
 def load(path: Path, config: LoaderConfig) -> list[Document]:
     """All rows, or LoaderError if any row is bad (use `load_partial` to keep the good ones)."""
     return strict(*load_partial(path, config))
+
+
+@register("loader", "jsonl", JsonlLoaderConfig, extensions=(".jsonl",))
+class JsonlLoader:
+    """JSON Lines: one document per row (loader.jsonl sets the fields)."""
+
+    def __init__(self, config: JsonlLoaderConfig) -> None:
+        self.config = config
+
+    def load(self, path: Path, settings: LoaderConfig) -> tuple[list[Document], list[LoadFailure]]:
+        return load_partial(path, settings)

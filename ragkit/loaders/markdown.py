@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ragkit.config import LoaderConfig
+from pydantic import Field
+
+from ragkit.components import ComponentConfig, register
 from ragkit.loaders.base import make_document
 from ragkit.loaders.text import read_text
-from ragkit.schema import Document
+from ragkit.schema import Document, LoadFailure
+
+if TYPE_CHECKING:
+    from ragkit.config import LoaderConfig
 
 FILE_TYPE = "markdown"
 
@@ -43,3 +48,18 @@ def load(path: Path, config: LoaderConfig) -> list[Document]:
     if title:
         metadata["title"] = title
     return [make_document(path, text, FILE_TYPE, metadata)]
+
+
+class MarkdownLoaderConfig(ComponentConfig):
+    name: Literal["markdown"] = Field("markdown", exclude=True)
+
+
+@register("loader", "markdown", MarkdownLoaderConfig, extensions=(".md", ".markdown"))
+class MarkdownLoader:
+    """Markdown (.md): the text as written, its first heading as the title."""
+
+    def __init__(self, config: MarkdownLoaderConfig) -> None:
+        self.config = config
+
+    def load(self, path: Path, settings: LoaderConfig) -> tuple[list[Document], list[LoadFailure]]:
+        return (load(path, settings), [])

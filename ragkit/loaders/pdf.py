@@ -5,11 +5,16 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from ragkit.config import LoaderConfig
+from pydantic import Field
+
+from ragkit.components import ComponentConfig, register
 from ragkit.loaders.base import LoaderError, make_document, normalize_newlines, read_bytes
-from ragkit.schema import Document
+from ragkit.schema import Document, LoadFailure
+
+if TYPE_CHECKING:
+    from ragkit.config import LoaderConfig
 
 FILE_TYPE = "pdf"
 PAGE_SEPARATOR = "\n\n"
@@ -89,3 +94,18 @@ def load(path: Path, config: LoaderConfig) -> list[Document]:
     if title:
         metadata["title"] = title
     return [make_document(path, PAGE_SEPARATOR.join(texts), FILE_TYPE, metadata)]
+
+
+class PdfLoaderConfig(ComponentConfig):
+    name: Literal["pdf"] = Field("pdf", exclude=True)
+
+
+@register("loader", "pdf", PdfLoaderConfig, extensions=(".pdf",))
+class PdfLoader:
+    """PDF text per page (pypdf), with page ranges in the metadata."""
+
+    def __init__(self, config: PdfLoaderConfig) -> None:
+        self.config = config
+
+    def load(self, path: Path, settings: LoaderConfig) -> tuple[list[Document], list[LoadFailure]]:
+        return (load(path, settings), [])

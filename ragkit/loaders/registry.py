@@ -1,39 +1,32 @@
-"""File extension -> format module.
+"""File extension -> loader component (stage "loader" of `ragkit.components`).
 
-A format module exposes `FILE_TYPE` and `load(path, config) -> list[Document]` (raising
-`LoaderError` for an unusable file). Row formats also expose
-`load_partial(path, config) -> (documents, row_failures)` so one bad row does not sink the file.
+A loader registers with the extensions it reads; a plugin's loader for a new extension is picked
+up like the built-in ones. When two loaders claim one extension, the one registered last wins
+(a plugin can replace a built-in format).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
-from ragkit.loaders import csv as csv_loader
-from ragkit.loaders import docx as docx_loader
-from ragkit.loaders import html, jsonl, markdown, pdf, text
+from ragkit.components import Component, components
 
-LOADERS: dict[str, ModuleType] = {
-    ".txt": text,
-    ".md": markdown,
-    ".markdown": markdown,
-    ".html": html,
-    ".htm": html,
-    ".pdf": pdf,
-    ".jsonl": jsonl,
-    ".csv": csv_loader,
-    ".docx": docx_loader,
-}
+
+def _by_extension() -> dict[str, Component]:
+    found: dict[str, Component] = {}
+    for component in components("loader"):
+        for extension in component.extensions:
+            found[extension] = component
+    return found
 
 
 def supported_extensions() -> list[str]:
-    return sorted(LOADERS)
+    return sorted(_by_extension())
 
 
-def loader_for(path: Path) -> ModuleType | None:
-    """The format module for `path` by its (case-insensitive) extension, or None."""
-    return LOADERS.get(path.suffix.lower())
+def loader_for(path: Path) -> Component | None:
+    """The loader component for `path` by its (case-insensitive) extension, or None."""
+    return _by_extension().get(path.suffix.lower())
 
 
 def unsupported_reason(path: Path, hint: bool = False) -> str:

@@ -9,11 +9,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from ragkit.config import TabularConfig
+from pydantic import Field
+
+from ragkit.components import ComponentConfig
 from ragkit.loaders.base import LoaderError, make_document, normalize_newlines, source_of
 from ragkit.schema import Document, LoadFailure
+
+
+class TabularConfig(ComponentConfig):
+    """How rows of .jsonl/.csv files become documents."""
+
+    name: str = Field("tabular", exclude=True)
+    text_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
+    id_field: str | None = "id"
+    metadata_fields: list[str] | None = None  # None: every other field
+    title_field: str | None = "title"
+
+
+class JsonlLoaderConfig(TabularConfig):
+    name: Literal["jsonl"] = Field("jsonl", exclude=True)
+
+
+class CsvLoaderConfig(TabularConfig):
+    name: Literal["csv"] = Field("csv", exclude=True)
 
 
 class RowError(Exception):

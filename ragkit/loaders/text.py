@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from ragkit.config import LoaderConfig
+from pydantic import Field
+
+from ragkit.components import ComponentConfig, register
 from ragkit.loaders.base import LoaderError, decode_text, make_document, read_bytes
-from ragkit.schema import Document
+from ragkit.schema import Document, LoadFailure
+
+if TYPE_CHECKING:
+    from ragkit.config import LoaderConfig
 
 FILE_TYPE = "text"
 
@@ -22,3 +28,18 @@ def read_text(path: Path) -> tuple[str, str]:
 def load(path: Path, config: LoaderConfig) -> list[Document]:
     text, encoding = read_text(path)
     return [make_document(path, text, FILE_TYPE, {"encoding": encoding})]
+
+
+class TextLoaderConfig(ComponentConfig):
+    name: Literal["text"] = Field("text", exclude=True)
+
+
+@register("loader", "text", TextLoaderConfig, extensions=(".txt",))
+class TextLoader:
+    """Plain text (.txt), decoded robustly (BOM, declared, UTF-8, cp1252, latin-1)."""
+
+    def __init__(self, config: TextLoaderConfig) -> None:
+        self.config = config
+
+    def load(self, path: Path, settings: LoaderConfig) -> tuple[list[Document], list[LoadFailure]]:
+        return (load(path, settings), [])

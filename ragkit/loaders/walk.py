@@ -13,10 +13,10 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from ragkit.config import LoaderConfig
 from ragkit.loaders.base import LoaderError, source_of
 from ragkit.loaders.patterns import (
     IGNORE_FILE,
@@ -27,7 +27,11 @@ from ragkit.loaders.patterns import (
     parse_ignore,
 )
 from ragkit.loaders.registry import loader_for, unsupported_reason
+from ragkit.protocols import Loader
 from ragkit.schema import Document, LoadFailure
+
+if TYPE_CHECKING:
+    from ragkit.config import LoaderConfig
 
 
 class Discovery(BaseModel):
@@ -287,8 +291,8 @@ def load_file(path: Path, config: LoaderConfig) -> LoadedFile:
     def failed(reason: str) -> LoadedFile:
         return LoadedFile(path=source, failures=[LoadFailure(path=source, reason=reason)])
 
-    module = loader_for(path)
-    if module is None:
+    component = loader_for(path)
+    if component is None:
         return failed(unsupported_reason(path, hint=True))
     try:
         info = os.stat(path)
@@ -303,11 +307,9 @@ def load_file(path: Path, config: LoaderConfig) -> LoadedFile:
             f"file is {info.st_size / 1024 / 1024:.1f} MB, over the limit loader.max_file_mb = "
             f"{config.max_file_mb:g}; raise that setting to load it"
         )
+    loader: Loader = component.factory(config.section(component.name) or component.default_config())
     try:
-        if hasattr(module, "load_partial"):
-            documents, failures = module.load_partial(path, config)
-        else:
-            documents, failures = module.load(path, config), []
+        documents, failures = loader.load(path, config)
     except LoaderError as exc:
         return failed(exc.reason)
     except Exception as exc:  # a parser bug or exotic file must not stop the whole ingest

@@ -1,31 +1,28 @@
-"""Fusing ranked lists from several retrievers into one ranking.
+"""Fusing ranked lists from several retrievers into one ranking (stage "fusion").
 
 Input: for each retriever name, its candidates as (row, score) best first. Output: `Fused`
 candidates best first, each remembering every retriever's 1-based rank and raw score.
-Ties in the fused score are broken by row so results are deterministic.
+Ties in the fused score are broken by row so results are deterministic. The methods are
+components of their own (`rrf`, `convex`); `fuse(rankings, config)` runs the configured one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from ragkit.config import ConvexConfig, FusionConfig, RRFConfig
+from ragkit.components import ComponentConfig, build
+from ragkit.protocols import Fused, Fusion, Ranking
 from ragkit.schema import RetrieverScore
 
-Ranking = Sequence[tuple[int, float]]
+if TYPE_CHECKING:
+    from ragkit.config import FusionConfig
+
+__all__ = ["Fused", "Ranking", "collect", "fuse", "merge_duplicates", "ranked"]
 
 
-@dataclass
-class Fused:
-    row: int
-    score: float
-    retrievers: dict[str, RetrieverScore] = field(default_factory=dict)
-
-
-def _collect(rankings: Mapping[str, Ranking]) -> dict[int, Fused]:
+def collect(rankings: Mapping[str, Ranking]) -> dict[int, Fused]:
+    """Every candidate row once, with each retriever's rank and score (fused score 0)."""
     fused: dict[int, Fused] = {}
     for name, ranking in rankings.items():
         for rank, (row, score) in enumerate(ranking, start=1):
@@ -34,7 +31,8 @@ def _collect(rankings: Mapping[str, Ranking]) -> dict[int, Fused]:
     return fused
 
 
-def _sorted(fused: dict[int, Fused]) -> list[Fused]:
+def ranked(fused: dict[int, Fused]) -> list[Fused]:
+    """Best fused score first, ties by lower row."""
     return sorted(fused.values(), key=lambda f: (-f.score, f.row))
 
 
@@ -65,44 +63,23 @@ def merge_duplicates(rankings: Mapping[str, Ranking], key_of_row: Mapping[int, s
     return merged
 
 
-def reciprocal_rank_fusion(
-    rankings: Mapping[str, Ranking], k: float = 60.0, weights: Mapping[str, float] | None = None
-) -> list[Fused]:
-    """RRF (Cormack et al., 2009): score = sum_r weight_r / (k + rank_r)."""
-    fused = _collect(rankings)
-    for entry in fused.values():
-        entry.score = sum(
-            (weights or {}).get(name, 1.0) / (k + s.rank) for name, s in entry.retrievers.items()
-        )
-    return _sorted(fused)
-
-
-def min_max(scores: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1]; a constant list maps to all ones (every candidate equally good)."""
-    if scores.size == 0:
-        return scores
-    low, high = float(scores.min()), float(scores.max())
-    if high - low <= 1e-12:
-        return np.ones_like(scores, dtype=np.float64)
-    return (scores - low) / (high - low)
-
-
-def convex_combination(
-    rankings: Mapping[str, Ranking], weights: Mapping[str, float]
-) -> list[Fused]:
-    """score = sum_r weight_r * minmax(score_r); a retriever that missed a candidate adds 0."""
-    fused = _collect(rankings)
-    for name, ranking in rankings.items():
-        normalised = min_max(np.array([s for _, s in ranking], dtype=np.float64))
-        weight = weights.get(name, 0.0)
-        for (row, _), value in zip(ranking, normalised):
-            fused[int(row)].score += weight * float(value)
-    return _sorted(fused)
+def make_fusion(config: ComponentConfig) -> Fusion:
+    fusion: Fusion = build("fusion", config)
+    return fusion
 
 
 def fuse(rankings: Mapping[str, Ranking], config: FusionConfig) -> list[Fused]:
-    if isinstance(config, RRFConfig):
-        return reciprocal_rank_fusion(rankings, k=config.k, weights=config.weights)
-    if isinstance(config, ConvexConfig):
-        return convex_combination(rankings, weights=config.weights)
-    raise ValueError(f"unknown fusion {config!r}")  # unreachable: config validates names
+    """`rankings` fused by the method `config` names."""
+    return make_fusion(config).fuse(rankings)
+
+
+def __getattr__(name: str) -> object:  # the methods' functions, importable from here as before
+    if name in ("reciprocal_rank_fusion",):
+        from ragkit.retrieval import rrf
+
+        return getattr(rrf, name)
+    if name in ("min_max", "convex_combination"):
+        from ragkit.retrieval import convex
+
+        return getattr(convex, name)
+    raise AttributeError(f"module 'ragkit.retrieval.fusion' has no attribute {name!r}")

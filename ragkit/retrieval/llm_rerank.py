@@ -18,10 +18,25 @@ Robustness (never crash, never drop hits):
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from ragkit.config import LLMRerankConfig
-from ragkit.retrieval.chat import ChatModel, describe_error
+from pydantic import Field
+
+from ragkit.components import ComponentConfig, register
+from ragkit.errors import UserError
+from ragkit.protocols import ChatModel
+from ragkit.retrieval.chat import describe_error
 from ragkit.schema import Hit, RetrieverScore, Trace
+
+
+class LLMRerankConfig(ComponentConfig):
+    """Pointwise relevance scores (0-10) from the pipeline's LLM, one request per hit."""
+
+    uses_chat_model = True
+    name: Literal["llm"] = "llm"
+    top_n: int = Field(10, gt=0, description="how many fused candidates the LLM scores (one request each)")
+    max_tokens: int = Field(8, gt=0, description="reply budget per score (the reply is one number)")
+    max_passage_chars: int = Field(1000, gt=0, description="passage text shown to the model")
 
 RERANK_SYSTEM = "You judge how relevant a passage is to a search question."
 
@@ -49,12 +64,21 @@ def parse_score(text: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
+@register("reranker", "llm", LLMRerankConfig)
 class LLMReranker:
-    """Implements the `Reranker` protocol of `ragkit.retrieval.rerank` with a `ChatModel`."""
+    """Pointwise 0-10 relevance scores from the pipeline's LLM (one request per hit)."""
 
-    def __init__(self, config: LLMRerankConfig, chat: ChatModel) -> None:
+    def __init__(self, config: LLMRerankConfig, chat: ChatModel | None = None) -> None:
+        if chat is None:
+            raise UserError(
+                "retrieval.rerank (llm) needs an LLM to call: configure an `openai` (or `local`) generator"
+            )
         self.config = config
         self.chat = chat
+
+    @property
+    def depth(self) -> int:
+        return self.config.top_n
 
     def messages(self, question: str, passage: str) -> list[dict[str, str]]:
         passage = passage.strip()[: self.config.max_passage_chars]
@@ -68,7 +92,9 @@ class LLMReranker:
         with trace.stage("llm_rerank"):
             for i, hit in enumerate(hits):
                 try:
-                    reply, _finish_reason = self.chat.complete(self.messages(question, hit.chunk.text))
+                    reply, _finish_reason = self.chat.complete(
+                        self.messages(question, hit.chunk.text), max_tokens=self.config.max_tokens
+                    )
                 except Exception as exc:  # any LLM failure: keep the fused order for the rest
                     trace.warn(
                         f"retrieval.rerank llm: the LLM request failed ({describe_error(exc)}); "

@@ -1,95 +1,49 @@
-"""Reranking fused candidates with a sentence-transformers CrossEncoder (HF id or local path).
-
-No cross-encoder ships offline, so the default (`cross-encoder/ms-marco-MiniLM-L-6-v2`) is often
-missing: then the stage is skipped, the fused order is kept, and a warning goes into the trace —
-the answer still comes, and the user can see it was not reranked.
+"""Stage "reranker": reorder the top fused hits. `none` (the default) keeps the fused order;
+`cross-encoder` and `llm` are components of their own modules. Protocol: `ragkit.protocols.Reranker`.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Literal
 
-from ragkit.config import CrossEncoderRerankConfig, LLMRerankConfig, NoRerankConfig, RerankConfig
-from ragkit.models import resolve_model
-from ragkit.retrieval.chat import ChatModel
-from ragkit.schema import Hit, RetrieverScore, Trace
+from ragkit.components import ComponentConfig, build, register
+from ragkit.protocols import ChatModel, Reranker
+from ragkit.schema import Hit, Trace
+
+if TYPE_CHECKING:
+    from ragkit.config import RerankConfig
+
+__all__ = ["NoRerankConfig", "NoReranker", "Reranker", "make_reranker"]
 
 
-class Reranker(Protocol):
-    def rerank(self, question: str, hits: list[Hit], trace: Trace) -> list[Hit]: ...
+class NoRerankConfig(ComponentConfig):
+    name: Literal["none"] = "none"
 
 
+@register("reranker", "none", NoRerankConfig)
 class NoReranker:
+    """Keeps the fused order."""
+
+    def __init__(self, config: NoRerankConfig | None = None, chat: ChatModel | None = None) -> None:
+        self.config = config or NoRerankConfig()
+
+    @property
+    def depth(self) -> int:
+        return 0
+
     def rerank(self, question: str, hits: list[Hit], trace: Trace) -> list[Hit]:
         return hits
 
 
-class CrossEncoderReranker:
-    """Rescores (question, chunk text) pairs; loads the model on first use, once per instance."""
-
-    def __init__(self, config: CrossEncoderRerankConfig) -> None:
-        self.config = config
-        self._model: Any = None
-        self._load_error: str | None = None
-
-    def _load(self) -> Any:
-        if self._model is None and self._load_error is None:
-            if not self.config.allow_download:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of retrying the hub
-            from sentence_transformers import CrossEncoder
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()
-
-            try:
-                self._model = CrossEncoder(
-                    resolve_model(self.config.model),
-                    device=self.config.device,
-                    max_length=self.config.max_length,
-                    local_files_only=not self.config.allow_download,
-                )
-            except Exception as exc:  # any load failure: skip the stage, say why
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                self._load_error = f"{type(exc).__name__}: {first_line}"
-        return self._model
-
-    def rerank(self, question: str, hits: list[Hit], trace: Trace) -> list[Hit]:
-        if not hits:
-            return hits
-        model = self._load()
-        if model is None:
-            trace.warn(
-                f"rerank skipped: cross-encoder {self.config.model!r} could not be loaded offline "
-                f"({self._load_error}); results are in fused order. Set retrieval.rerank.model to a "
-                "local path, or retrieval.rerank.name: none to silence this."
-            )
-            return hits
-        pairs = [(question, hit.chunk.text) for hit in hits]
-        scores = model.predict(pairs, batch_size=self.config.batch_size, show_progress_bar=False)
-        order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), i))
-        reranked = []
-        for rank, i in enumerate(order, start=1):
-            hit = hits[i]
-            retrievers = dict(hit.retrievers)
-            retrievers["rerank"] = RetrieverScore(rank=rank, score=float(scores[i]))
-            reranked.append(hit.model_copy(update={"score": float(scores[i]), "retrievers": retrievers}))
-        return reranked
-
-
 def make_reranker(config: RerankConfig, chat: ChatModel | None = None) -> Reranker:
-    """The configured reranker; `chat` is the LLM that `name: llm` asks (the pipeline's generator)."""
-    if isinstance(config, CrossEncoderRerankConfig):
-        return CrossEncoderReranker(config)
-    if isinstance(config, NoRerankConfig):
-        return NoReranker()
-    if isinstance(config, LLMRerankConfig):
-        if chat is None:
-            raise ValueError(
-                "retrieval.rerank (llm) needs an LLM to call: configure an `openai` (or `local`) "
-                "generator in the pipeline"
-            )
-        from ragkit.retrieval.llm_rerank import LLMReranker
+    """The configured reranker; `chat` is the pipeline's LLM (what `name: llm` asks)."""
+    reranker: Reranker = build("reranker", config, chat=chat)
+    return reranker
 
-        return LLMReranker(config, chat)
-    raise ValueError(f"unknown reranker {config!r}")  # unreachable: config validates names
+
+def __getattr__(name: str) -> object:  # moved to its own module
+    if name in ("CrossEncoderReranker", "CrossEncoderRerankConfig"):
+        from ragkit.retrieval import cross_encoder
+
+        return getattr(cross_encoder, name)
+    raise AttributeError(f"module 'ragkit.retrieval.rerank' has no attribute {name!r}")
