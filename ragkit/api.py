@@ -41,7 +41,7 @@ from ragkit.retrieval.chat import CachedChatModel, ChatModel
 from ragkit.retrieval.hybrid import FilterSpec, HybridRetriever
 from ragkit.retrieval.rerank import Reranker, make_reranker
 from ragkit.retrieval.transforms import QueryTransform, make_query_transform
-from ragkit.schema import Answer, Document, Hit, LoadFailure, Trace
+from ragkit.schema import Answer, Chunk, Document, Hit, LoadFailure, Trace
 
 DEFAULT_INDEX_DIR = ".ragkit"
 LOADER_THREADS = 2
@@ -75,6 +75,16 @@ class IngestReport(BaseModel):
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def to_json_dict(self) -> dict:
+        """The `ragkit ingest --json` fields (without "index"), also what the server's ingest jobs report."""
+        return {
+            "files_ok": self.files_ok,
+            "files_failed": [f.model_dump() for f in self.failures],
+            "files_skipped": [f.model_dump() for f in self.skipped],
+            "documents_removed": self.removed,
+            **self.index.model_dump(),
+        }
 
 
 class QueryStream:
@@ -316,7 +326,21 @@ class RAG:
     ) -> list[Hit]:
         """Hits for `question`; `filter` keeps only chunks whose metadata passes it, e.g.
         `{"source": "a.md"}` or `{"page": {"$gte": 3}}` (see `MetadataFilter`)."""
-        return self.retriever().retrieve(question, trace or Trace(), top_k, filter=filter)
+        retriever = self.retriever()  # one snapshot: every stage of this query reads one generation
+        trace = trace or Trace()
+        trace.generation = retriever.snapshot.manifest.generation
+        return retriever.retrieve(question, trace, top_k, filter=filter)
+
+    def chunk_context(self, chunk_id: str) -> tuple[Chunk, Document] | None:
+        """The chunk a citation names (`Citation.chunk_id`) and its whole document, from the current
+        generation (None if it no longer holds that chunk). `document.text[chunk.start:chunk.end]`
+        is the cited passage: what a citation viewer highlights."""
+        store = self.snapshot().store
+        chunk = store.chunk_by_id(chunk_id)
+        if chunk is None:
+            return None
+        document = next(store.documents([chunk.doc_id]), None)
+        return None if document is None else (chunk, document)
 
     def query(self, question: str, top_k: int | None = None, filter: FilterSpec | None = None) -> Answer:
         """Retrieve, rerank and answer `question` with citations; the trace says what happened.
