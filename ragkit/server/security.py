@@ -170,7 +170,9 @@ def store_upload(source: BinaryIO, directory: Path, name: str) -> Path:
     under a temporary name, then renamed over whatever `name` was (a planted symlink is replaced)."""
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / name
-    if target.resolve().parent != directory.resolve():  # defence in depth: upload_name forbids this
+    # Defence in depth (upload_name forbids this); the last component is not resolved: a symlink
+    # there is replaced below, never followed.
+    if target.parent.resolve() != directory.resolve() or name in (".", ".."):
         raise ApiError(400, "invalid_upload_name", f"file name {name!r} leaves the upload directory")
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=".upload-")
     try:
@@ -218,14 +220,26 @@ class RedactSecrets(logging.Filter):
         super().__init__()
         self.secrets = [s for s in secrets if s]
 
+    def _redact(self, value: Any) -> Any:
+        if isinstance(value, str):
+            for secret in self.secrets:
+                value = value.replace(secret, "***")
+        return value
+
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
-        message = record.getMessage()
-        if any(s in message for s in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        # Redact message and arguments in place (formatters such as uvicorn's access log unpack
+        # `args` themselves), and the traceback text.
+        record.msg = self._redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redact(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: self._redact(v) for k, v in record.args.items()}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
         return True
 
 
