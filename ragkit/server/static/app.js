@@ -227,7 +227,9 @@ async function openCitation(citation, link) {
     mark.textContent = doc.text.slice(start, end);
     $("viewer-text").replaceChildren(doc.text.slice(0, start), mark, doc.text.slice(end));
     $("viewer").hidden = false;
-    mark.scrollIntoView({ block: "center" });
+    // Scroll the document pane (not the page) so the passage sits near its top third.
+    const pane = $("viewer-text");
+    pane.scrollTop += mark.getBoundingClientRect().top - pane.getBoundingClientRect().top - pane.clientHeight / 3;
   } catch (err) {
     showError(err.message);
   }
