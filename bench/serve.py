@@ -62,12 +62,13 @@ def ragkit(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def start_server(index: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(index: Path, log: Path, workers: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    extra = ["--workers", str(workers)] if workers else []
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "ragkit.cli", "serve", "--index", str(index), "--port", str(port),
-             "--log-level", "warning"],
+             "--log-level", "warning", *extra],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env(),
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -198,17 +199,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=32, help="POST /v1/query requests per client count")
     parser.add_argument("--retrieve-requests", type=int, default=160, help="POST /v1/retrieve requests per client count")
     parser.add_argument("--cold-runs", type=int, default=3, help="cold `ragkit query` processes")
+    parser.add_argument("--workers", type=int, default=None, help="the server's --workers (default: its own)")
     parser.add_argument("--out", type=Path, default=RESULTS / "serve.json")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
 
     meta: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine(), "loadavg_start": os.getloadavg(),
+        "workers": args.workers or os.cpu_count(),
     }
     with tempfile.TemporaryDirectory(prefix="ragkit-bench-serve-") as tmp:
         index = Path(tmp) / "index"
         ragkit("ingest", "data", "--index", str(index), "--pipeline", "pipelines/default.yaml", "--json")
-        process, url = start_server(index, Path(tmp) / "serve.log")
+        process, url = start_server(index, Path(tmp) / "serve.log", args.workers)
         try:
             for question in QUESTIONS[:4]:  # warm caches (first-query costs are not throughput)
                 httpx.post(url + "/v1/query", json={"question": question}, timeout=600, trust_env=False)
@@ -229,7 +232,7 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2))
     print(table(rows, cold))
     print(f"\n{meta['machine']}; load average {meta['loadavg_start'][0]:.2f} at start, "
-          f"{meta['loadavg_end'][0]:.2f} at end; saved {args.out.relative_to(ROOT)}")
+          f"{meta['loadavg_end'][0]:.2f} at end; saved {args.out}")
 
 
 if __name__ == "__main__":

@@ -156,6 +156,10 @@ def _single_torch_thread() -> Iterator[None]:
                 torch.set_num_threads(_saved_threads)
 
 
+# Public name: a server holds it for each query that runs beside another one (ragkit.server.service).
+single_torch_thread = _single_torch_thread
+
+
 def make_embedder(config: SentenceTransformersEmbedderConfig) -> Embedder:
     if config.name == "sentence-transformers":
         return SentenceTransformerEmbedder(config)
