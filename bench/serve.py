@@ -35,7 +35,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(BENCH))
-from run import machine  # noqa: E402
+from run import machine
 
 QUESTIONS = [
     json.loads(line)["question"]
@@ -183,13 +183,13 @@ def table(rows: list[dict[str, Any]], cold: dict[str, Any]) -> str:
             f"| `{r['endpoint']}` | {r['clients']} | {r['requests']} | {r['throughput_rps']:.2f} | "
             f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} |"
         )
-    lines += [
-        "",
+    load_s = statistics.median(cold["cold_model_load_s"])
+    lines.append("")
+    lines.append(
         f"Cold `ragkit query` process vs warm server, same {cold['questions']} questions, one at a time: "
         f"median {cold['cold_median_s']:.2f} s vs {cold['warm_median_s']:.2f} s "
-        f"({cold['ratio_cold_over_warm']:.1f}x; model load alone {statistics.median(cold['cold_model_load_s']):.2f} s "
-        "of each cold run).",
-    ]
+        f"({cold['ratio_cold_over_warm']:.1f}x; model load alone {load_s:.2f} s of each cold run)."
+    )
     return "\n".join(lines)
 
 

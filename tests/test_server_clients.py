@@ -96,9 +96,11 @@ async def _use_mcp(target, headers: dict[str, str] | None = None):
         return tools, ask, search, status, bad
 
     if isinstance(target, str):
-        async with httpx2.AsyncClient(headers=headers or {}, trust_env=False, timeout=120) as http:
-            async with Client(streamable_http_client(target, http_client=http)) as client:
-                return await calls(client)
+        async with (
+            httpx2.AsyncClient(headers=headers or {}, trust_env=False, timeout=120) as http,
+            Client(streamable_http_client(target, http_client=http)) as client,
+        ):
+            return await calls(client)
     async with Client(target) as client:
         return await calls(client)
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def _serve_exit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ragkit.cli", "serve", *args], cwd=ROOT, capture_output=True, text=True,
-        env=hermetic_env(env), timeout=120, stdin=subprocess.DEVNULL,
+        env=hermetic_env(env), timeout=120, stdin=subprocess.DEVNULL, check=False,
     )
 
 
@@ -235,3 +235,12 @@ def test_delete_removes_documents_and_lists_unmatched_targets(writable):
     assert report["deleted"] == [kestrel] and report["unmatched"] == ["no/such/file.md"]
     _, answer = writable.json("POST", "/v1/retrieve", {"question": "Kestrel Array dishes", "top_k": 5})
     assert kestrel not in {h["source"] for h in answer["hits"]}
+
+
+def test_the_cli_does_not_import_the_server_unless_it_serves():
+    code = (
+        "import sys, ragkit.cli, ragkit.api; "
+        "loaded = [m for m in ('fastapi', 'uvicorn', 'mcp', 'ragkit.server') if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=hermetic_env(), timeout=120)

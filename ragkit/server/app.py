@@ -50,8 +50,9 @@ def create_app(settings: ServerSettings, service: RagService | None = None) -> F
     else:
         service.metrics = metrics
 
-    from ragkit.server.mcp_tools import build_mcp
     from mcp.server.transport_security import TransportSecuritySettings
+
+    from ragkit.server.mcp_tools import build_mcp
 
     mcp = build_mcp(service)
     # The guard middleware already checks Host (loopback binds) and the API key for every path,

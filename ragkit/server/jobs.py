@@ -74,8 +74,6 @@ class Job(BaseModel):
     report: dict[str, Any] | None = Field(None, description="the `ragkit ingest --json` report, once succeeded")
     error: dict[str, str] | None = Field(None, description="{code, message}, once failed")
 
-    model_config = {"arbitrary_types_allowed": True}
-
 
 class JobRunner:
     """Runs ingest jobs one at a time on a writer thread and keeps their state."""
@@ -123,7 +121,7 @@ class JobRunner:
         try:
             job.report = work(self._progress[job.id])
             job.state = "succeeded"
-        except BaseException as exc:  # noqa: BLE001 - every failure is the job's result
+        except BaseException as exc:  # every failure is the job's result, reported by GET /v1/jobs
             code, message = describe_error(exc)
             job.error = {"code": code, "message": message}
             job.state = "failed"

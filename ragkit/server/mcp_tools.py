@@ -62,7 +62,7 @@ def build_mcp(service: RagService) -> MCPServer:
     async def guarded(coro: Any) -> Any:
         try:
             return await coro
-        except Exception as exc:  # noqa: BLE001 - a tool error the client can read, nothing internal
+        except Exception as exc:  # a tool error the client can read, nothing internal
             raise ToolError(describe_exception(exc)[2]) from None
 
     @mcp.tool()

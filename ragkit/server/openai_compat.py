@@ -60,9 +60,10 @@ class ChatRequest(BaseModel):
 
 
 def citations_json(answer: Answer) -> list[dict[str, Any]]:
-    pages = {h.chunk.id: h.chunk.metadata for h in answer.hits}
+    metadata = {h.chunk.id: h.chunk.metadata for h in answer.hits}
     return [
-        {**c.model_dump(), "page": pages.get(c.chunk_id, {}).get("page")} for c in answer.citations
+        {**c.model_dump(), "page": metadata.get(c.chunk_id, {}).get("page"), "pages": metadata.get(c.chunk_id, {}).get("pages")}
+        for c in answer.citations
     ]
 
 
@@ -151,6 +152,6 @@ async def _chunks(
                 yield {"data": chunk({"content": sources})}
             yield {"data": chunk({}, "stop", citations=citations_json(value), ragkit=_extra(value, question, note))}
         elif kind == "error":
-            status, code, message = describe_exception(value)
+            _, code, message = describe_exception(value)
             yield {"data": json.dumps({"error": {"message": message, "type": "server_error", "code": code}})}
     yield {"data": "[DONE]"}

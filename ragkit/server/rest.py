@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,7 +156,8 @@ def build_router(service: RagService) -> APIRouter:
                 uploads = [item for item in form.getlist("files") if hasattr(item, "file")]
                 if not uploads:
                     raise ApiError(422, "invalid_request", "files: no files in the upload (multipart field `files`)", "files")
-                job = service.ingest_uploads([(u.filename, u.file) for u in uploads])  # type: ignore[union-attr]
+                files = [(u.filename, u.file) for u in uploads]  # type: ignore[union-attr]
+                job = await anyio.to_thread.run_sync(service.ingest_uploads, files)  # copies files: off the loop
             finally:
                 await form.close()
         elif content_type.startswith("application/json"):
@@ -164,7 +166,7 @@ def build_router(service: RagService) -> APIRouter:
             except ValueError:
                 raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
             body = _validate(IngestPathsRequest, raw)
-            job = service.ingest_paths(body.paths, body.prune)
+            job = await anyio.to_thread.run_sync(service.ingest_paths, body.paths, body.prune)
         else:
             raise ApiError(
                 415, "unsupported_media_type",
@@ -203,8 +205,6 @@ def build_router(service: RagService) -> APIRouter:
     @router.get("/readyz", tags=["probes"])
     async def readyz() -> JSONResponse:
         """Models loaded and an index to answer from (503 until then)."""
-        import anyio
-
         ready, detail = await anyio.to_thread.run_sync(service.readiness)
         return JSONResponse({"ready": ready, "detail": detail}, status_code=200 if ready else 503)
 

@@ -141,7 +141,7 @@ class RagService:
             except IndexNotFound:
                 pass  # an empty server: the first ingest creates the index
             self.models_loaded.set()
-        except Exception as exc:  # noqa: BLE001 - reported by /readyz and the log
+        except Exception as exc:  # reported by /readyz and the log
             self.warmup_error = describe_exception(exc)[2]
             log.error("loading the pipeline's models failed: %s", self.warmup_error)
 
@@ -255,7 +255,7 @@ class RagService:
                     answer = deltas.answer()
                 self._record(answer.trace)
                 put("answer", answer)
-            except BaseException as exc:  # noqa: BLE001 - handed to the event loop
+            except BaseException as exc:  # handed to the event loop: an error event or HTTP error
                 put("error", exc)
             finally:
                 put("end", None)
@@ -307,7 +307,7 @@ class RagService:
             text, _ = chat.complete(
                 [{"role": "system", "content": CONDENSE_PROMPT}, {"role": "user", "content": conversation}]
             )
-        except Exception as exc:  # noqa: BLE001 - the plain last question still works
+        except Exception as exc:  # any LLM failure: the plain last question still works
             return question, f"the question was not condensed ({describe_exception(exc)[2]}): asked as written"
         rewritten = text.strip().strip('"').strip()
         if not rewritten:
