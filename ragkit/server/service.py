@@ -88,10 +88,10 @@ class CoreSharing:
     to one thread (process-wide, ref-counted: `single_torch_thread`) until it ends, so concurrent
     queries do not fight over the cores.
 
-    Measured with bench/serve.py, POST /v1/query, 2 cores, 2 workers: torch's default threads
-    everywhere gave 3.02 req/s alone (p50 316 ms) but 2.45 req/s with 8 clients (oversubscribed);
+    Measured with bench/serve.py (separate runs, same machine), POST /v1/query, 2 cores, 2 workers:
+    torch's default threads everywhere gave 3.02 req/s alone (p50 316 ms) but 2.45 req/s with 8 clients (oversubscribed);
     one thread everywhere (OMP_NUM_THREADS=1) gave 3.34 req/s with 8 clients but 1.81 req/s alone
-    (p50 508 ms). Switching by load aims at the better of the two in each case.
+    (p50 508 ms); switching by load gave 3.22 req/s alone (p50 300 ms) and 3.35 with 8 clients.
     """
 
     def __init__(self) -> None:
