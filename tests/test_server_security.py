@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -244,3 +245,28 @@ def test_the_cli_does_not_import_the_server_unless_it_serves():
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=hermetic_env(), timeout=120)
+
+
+def test_queries_beyond_the_workers_and_queue_get_503_busy(data_index, tmp_path):
+    server = start_server(data_index, tmp_path, "--workers", "1", "--max-queue", "1")
+    try:
+        barrier = threading.Barrier(16)
+        replies: list[tuple[int, dict[str, str], bytes]] = []
+
+        def ask() -> None:
+            barrier.wait()
+            replies.append(server.request("POST", "/v1/query", {"question": "When was Voyager 1 launched?"}))
+
+        threads = [threading.Thread(target=ask) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+    finally:
+        server.stop()
+    statuses = sorted(status for status, _, _ in replies)
+    assert len(replies) == 16 and set(statuses) == {200, 503}, statuses
+    assert statuses.count(200) >= 2  # one running, one queued: both answered
+    busy = next((headers, json.loads(body)) for status, headers, body in replies if status == 503)
+    assert busy[1]["code"] == "busy" and "--workers 1" in busy[1]["message"]
+    assert busy[0]["retry-after"] == "1"
