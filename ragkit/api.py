@@ -47,7 +47,7 @@ from ragkit.retrieval.fusion import make_fusion
 from ragkit.retrieval.rerank import make_reranker
 from ragkit.retrieval.search import FilterSpec, Retriever
 from ragkit.retrieval.transforms import make_query_transform
-from ragkit.schema import Answer, Document, Hit, LoadFailure, Trace
+from ragkit.schema import Answer, Chunk, Document, Hit, LoadFailure, Trace
 
 DEFAULT_INDEX_DIR = ".ragkit"
 FILES = "files loaded"  # the ingest progress counter of files
@@ -82,6 +82,16 @@ class IngestReport(BaseModel):
     @property
     def ok(self) -> bool:
         return not self.failures
+
+    def to_json_dict(self) -> dict:
+        """The `ragkit ingest --json` fields (without "index"), also what the server's ingest jobs report."""
+        return {
+            "files_ok": self.files_ok,
+            "files_failed": [f.model_dump() for f in self.failures],
+            "files_skipped": [f.model_dump() for f in self.skipped],
+            "documents_removed": self.removed,
+            **self.index.model_dump(),
+        }
 
 
 class QueryStream:
@@ -325,8 +335,22 @@ class RAG:
     ) -> list[Hit]:
         """Hits for `question`; `filter` keeps only chunks whose metadata passes it, e.g.
         `{"source": "a.md"}` or `{"page": {"$gte": 3}}` (see `MetadataFilter`)."""
-        (result,) = self.retriever().search([question], trace or Trace(), top_k, filter=filter)
+        retriever = self.retriever()  # one snapshot: every stage of this query reads one generation
+        trace = trace or Trace()
+        trace.generation = retriever.snapshot.manifest.generation
+        (result,) = retriever.search([question], trace, top_k, filter=filter)
         return result.hits
+
+    def chunk_context(self, chunk_id: str) -> tuple[Chunk, Document] | None:
+        """The chunk a citation names (`Citation.chunk_id`) and its whole document, from the current
+        generation (None if it no longer holds that chunk). `document.text[chunk.start:chunk.end]`
+        is the cited passage: what a citation viewer highlights."""
+        store = self.snapshot().store
+        chunk = store.chunk_by_id(chunk_id)
+        if chunk is None:
+            return None
+        document = next(store.documents([chunk.doc_id]), None)
+        return None if document is None else (chunk, document)
 
     def query(self, question: str, top_k: int | None = None, filter: FilterSpec | None = None) -> Answer:
         """Retrieve, rerank and answer `question` with citations; the trace says what happened.

@@ -1,4 +1,4 @@
-"""The `ragkit` command line: ingest, query (and eval, added by the evaluation module).
+"""The `ragkit` command line: ingest, query, delete, status, serve, mcp (and eval).
 
 Exit codes: 0 success; 1 partial failure (some files could not be loaded; the rest were indexed);
 2 nothing was done (bad pipeline or arguments, missing or locked index, model unavailable).
@@ -193,14 +193,7 @@ def ingest(
 
 
 def _ingest_json(report: IngestReport, index: Path) -> dict:
-    return {
-        "index": str(index),
-        "files_ok": report.files_ok,
-        "files_failed": [f.model_dump() for f in report.failures],
-        "files_skipped": [f.model_dump() for f in report.skipped],
-        "documents_removed": report.removed,
-        **report.index.model_dump(),
-    }
+    return {"index": str(index), **report.to_json_dict()}
 
 
 def _print_ingest_summary(report: IngestReport, index: Path) -> None:
@@ -482,6 +475,80 @@ def list_components(
             shown = f" ({', '.join(fields)})" if fields else ""
             exts = f" [{' '.join(c.extensions)}]" if c.extensions else ""
             out.print(f"  {c.name}{exts}: {c.summary}{shown}  — {c.module}", markup=False, highlight=False, soft_wrap=True)
+# --- serve / mcp (ragkit/server, the `serve` extra: imported only when these commands run) -------
+
+
+def _server_settings(**options: object):  # type: ignore[no-untyped-def]
+    try:
+        from ragkit.server import ServerConfigError, ServerSettings
+    except ImportError as exc:
+        fail(f"the server needs the `serve` extra: pip install 'ragkit[serve]' ({exc})")
+    try:
+        settings = ServerSettings(**options)  # type: ignore[arg-type]
+        settings.check()
+    except (ServerConfigError, ValueError) as exc:
+        fail(str(exc))
+    return settings
+
+
+@app.command()
+def serve(
+    index: IndexOption = Path(DEFAULT_INDEX_DIR),
+    host: Annotated[str, typer.Option("--host", help="Address to bind; anything but loopback needs an API key.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    pipeline: PipelineOption = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="RAGKIT_API_KEY", show_envvar=True,
+            help="Require `Authorization: Bearer KEY` on every API request (prefer the env var: "
+            "command lines are visible to other users).",
+        ),
+    ] = None,
+    allow_root: Annotated[
+        list[Path] | None,
+        typer.Option("--allow-root", help="A server-side directory POST /v1/ingest may name (repeatable)."),
+    ] = None,
+    upload_dir: Annotated[
+        Path | None, typer.Option("--upload-dir", help="Where uploaded files are kept (default INDEX/uploads).")
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option("--cors-origin", help="Allow this browser origin (CORS; repeatable). Off by default.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, help="Queries answered at once (default: cores).")] = None,
+    max_queue: Annotated[int, typer.Option("--max-queue", min=0, help="Queries waiting before 503 busy.")] = 64,
+    max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0.01, help="Largest JSON request body.")] = 1.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest upload request.")] = 100.0,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve INDEX over HTTP: REST API, OpenAI-compatible chat, MCP tools at /mcp and a web UI at /."""
+    options: dict[str, object] = {
+        "index_dir": index, "pipeline": pipeline, "host": host, "port": port, "api_key": api_key or None,
+        "allow_roots": allow_root or [], "upload_dir": upload_dir, "cors_origins": cors_origin or [],
+        "max_queue": max_queue, "max_body_bytes": int(max_body_mb * 1024 * 1024),
+        "max_upload_bytes": int(max_upload_mb * 1024 * 1024),
+    }
+    if workers is not None:
+        options["workers"] = workers
+    settings = _server_settings(**options)
+    from ragkit.server import serve as run_server
+
+    try:
+        run_server(settings, log_level=log_level.lower())
+    except USER_ERRORS as exc:
+        fail(str(exc))
+
+
+@app.command("mcp")
+def mcp_stdio(index: IndexOption = Path(DEFAULT_INDEX_DIR), pipeline: PipelineOption = None) -> None:
+    """Serve INDEX's MCP tools (search, ask, status) over stdio, for desktop MCP clients."""
+    settings = _server_settings(index_dir=index, pipeline=pipeline)
+    from ragkit.server import run_mcp_stdio
+
+    try:
+        run_mcp_stdio(settings)
+    except USER_ERRORS as exc:
+        fail(str(exc))
 
 
 eval_app = typer.Typer(help="Measure retrieval and answer quality.", no_args_is_help=True)

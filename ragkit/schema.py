@@ -175,6 +175,9 @@ class Trace(BaseModel):
 
     stages: dict[str, StageTrace] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    # Which published index generation answered (set by retrieval; not part of `query --json`):
+    # a server reports it so clients can tell which version of the index they saw.
+    generation: int | None = None
 
     def warn(self, message: str) -> None:
         """Record a warning; secrets are masked here, so no trace can leak one (see ragkit.redaction)."""

@@ -32,3 +32,6 @@ def hermetic_openai_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # Session fixtures for the real llama.cpp tests (test_llama_server.py, test_local_generator.py).
 from llama_support import data_index, llama_server  # noqa: E402, F401
+
+# Session fixture for the server tests (test_server_*.py): one read-only `ragkit serve` on data/.
+from server_support import served  # noqa: E402, F401

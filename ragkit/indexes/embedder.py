@@ -151,6 +151,10 @@ def _single_torch_thread() -> Iterator[None]:
                 torch.set_num_threads(_saved_threads)
 
 
+# Public name: a server holds it for each query that runs beside another one (ragkit.server.service).
+single_torch_thread = _single_torch_thread
+
+
 def make_embedder(config: ComponentConfig) -> Embedder:
     """The embedder `config` names (stage "embedder")."""
     embedder: Embedder = build("embedder", config)

@@ -227,6 +227,14 @@ class ChunkStore:
             raise LookupError(f"index rows {missing[:5]} have no chunk in the store: index is inconsistent")
         return [found[r] for r in wanted]
 
+    def chunk_by_id(self, chunk_id: str) -> Chunk | None:
+        """The chunk with this id (as cited: `Citation.chunk_id`), or None if this generation lacks it."""
+        record = self.db.execute(
+            f"SELECT {_CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE c.id = ?",
+            (chunk_id,),
+        ).fetchone()
+        return None if record is None else _chunk(record[1:])
+
     def text_hashes(self, rows: Sequence[int]) -> dict[int, str]:
         """The chunk-text hash of each given row (rows with identical text share a hash)."""
         found: dict[int, str] = {}
