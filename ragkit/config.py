@@ -114,6 +114,30 @@ class SentenceTransformersEmbedderConfig(Strict):
     allow_download: bool = Field(
         False, description="let sentence-transformers fetch a model from the hub (off: offline-first)"
     )
+    # How the model runs; the same vectors either way (cosine >= 0.999), so not part of the index
+    # signature: an index embedded by one runtime is queried by the other. `auto`: ONNX Runtime
+    # (ragkit/indexes/onnx_embedder.py, no torch import) for the bundled model, torch otherwise.
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # int8: a dynamically quantised ONNX copy (onnx runtime only). Different vectors: part of the
+    # index signature. See docs/benchmarks.md for its speed and nDCG@10 change.
+    quantize: Literal["none", "int8"] = "none"
+    threads: int = Field(0, ge=0, description="onnx runtime: intra-op threads for batches (0: one per core)")
+
+    @model_validator(mode="after")
+    def _int8_needs_onnx(self) -> SentenceTransformersEmbedderConfig:
+        if self.quantize == "int8" and self.runtime == "torch":
+            raise ValueError("quantize: int8 runs on ONNX Runtime: set runtime to auto or onnx")
+        return self
+
+    def resolved_runtime(self) -> str:
+        """`torch` or `onnx` (what `auto` means for this model)."""
+        if self.runtime != "auto":
+            return self.runtime
+        return "onnx" if self.quantize == "int8" or self.model == BUNDLED_MINILM else "torch"
+
+    def vector_identity(self) -> dict[str, Any]:
+        """The settings that decide the vectors (the index signature's embedder part)."""
+        return {"name": self.name, "model": self.model, "normalize": self.normalize, "quantize": self.quantize}
 
 
 EmbedderConfig = Annotated[
@@ -473,7 +497,10 @@ class PipelineConfig(Strict):
         The dense *backend* (faiss index type and parameters, or chroma) is not part of it: the
         writer rebuilds the dense index from the stored vectors when only that changes, no re-embedding.
         """
-        return self.model_dump(mode="json", include={"chunker": True, "dense": {"embedder"}, "sparse": True})
+        signature = self.model_dump(mode="json", include={"chunker": True, "sparse": True})
+        # Runtime, batch size, device and threads change how fast vectors come, not what they are.
+        signature["dense"] = {"embedder": self.dense.embedder.vector_identity()}
+        return signature
 
     def to_yaml(self) -> str:
         """YAML for saving next to an index. Secrets are never written."""

@@ -1,4 +1,8 @@
-"""Dense embeddings through sentence-transformers (the bundled all-MiniLM-L6-v2 by default)."""
+"""Dense embeddings through sentence-transformers (the bundled all-MiniLM-L6-v2 by default).
+
+sentence-transformers (torch) is the reference implementation and runs any model; the bundled
+model runs by default on ONNX Runtime instead (`onnx_embedder.py`, same vectors, no torch import).
+"""
 
 from __future__ import annotations
 
@@ -157,6 +161,11 @@ def _single_torch_thread() -> Iterator[None]:
 
 
 def make_embedder(config: SentenceTransformersEmbedderConfig) -> Embedder:
+    """The embedder for `config`: ONNX Runtime or torch (`config.runtime`; same vectors)."""
     if config.name == "sentence-transformers":
+        if config.resolved_runtime() == "onnx":
+            from ragkit.indexes.onnx_embedder import OnnxEmbedder
+
+            return OnnxEmbedder(config)
         return SentenceTransformerEmbedder(config)
     raise ValueError(f"unknown embedder {config.name!r}")  # unreachable: config validates names

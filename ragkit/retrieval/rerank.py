@@ -11,7 +11,7 @@ import os
 from typing import Any, Protocol
 
 from ragkit.config import CrossEncoderRerankConfig, LLMRerankConfig, NoRerankConfig, RerankConfig
-from ragkit.models import resolve_model
+from ragkit.models import available_offline, resolve_model
 from ragkit.retrieval.chat import ChatModel
 from ragkit.schema import Hit, RetrieverScore, Trace
 
@@ -37,6 +37,11 @@ class CrossEncoderReranker:
         if self._model is None and self._load_error is None:
             if not self.config.allow_download:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of retrying the hub
+                if not available_offline(self.config.model):
+                    # Checked before importing sentence-transformers (~5 CPU-s): the default
+                    # pipeline's cross-encoder is absent on most machines.
+                    self._load_error = "not a local path and not in the Hugging Face cache"
+                    return None
             from sentence_transformers import CrossEncoder
             from transformers.utils import logging as hf_logging
 
