@@ -260,7 +260,8 @@ class DenseConfig(Strict):
 class BM25TokenizerConfig(Strict):
     lowercase: bool = True
     stopwords: Literal["english", "none"] = "english"
-    stemmer: Literal["none"] = "none"
+    # "english": the Snowball English stemmer (PyStemmer, as bm25s uses), applied after stopwords.
+    stemmer: Literal["none", "english"] = "none"
 
 
 class BM25Config(Strict):
