@@ -162,7 +162,7 @@ class Ragkit:
         t, c = time.perf_counter(), cpu_s()
         model.encode(texts, batch_size=config.batch_size, normalize_embeddings=True, show_progress_bar=False)
         result["torch_fp32"] = {"s": time.perf_counter() - t, "cpu_s": cpu_s() - c}
-        for name, update in (("onnx_fp32", {"runtime": "onnx"}), ("onnx_int8", {"quantize": "int8"})):
+        for name, update in (("onnx_fp32", {"runtime": "onnx", "quantize": "none"}), ("onnx_int8", {"runtime": "onnx", "quantize": "int8"})):
             embedder = make_embedder(config.model_copy(update=update))
             embedder.embed(["warm up"])
             t, c = time.perf_counter(), cpu_s()

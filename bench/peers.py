@@ -438,6 +438,7 @@ def main() -> None:
     summary = summarize(results)
     checks = targets(summary)
     suffix = ("-quick" if quick else "") + ("" if opts.dataset.resolve() == DEFAULT_DATASET.resolve() else f"-{opts.dataset.name}")
+    suffix += f"-{opts.pipeline.stem}" if opts.pipeline else ""
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_file = RESULTS / f"peers{suffix}.json"
     out_file.write_text(json.dumps({"meta": meta, "summary": summary, "targets": checks, "results": results}, indent=2))
@@ -447,7 +448,8 @@ def main() -> None:
             f"(1/5/15 min) at start, {meta['loadavg_end'][0]:.2f} at end; {reps} repetition(s), interleaved, medians; "
             f"{opts.threads} threads; {meta['quality_queries']} quality and {meta['latency_queries']} latency queries; "
             f"`python bench/peers.py{' --quick' if quick else ''}"
-            f"{'' if suffix in ('', '-quick') else f' --dataset {opts.dataset}'}` ({meta['total_s'] / 60:.1f} min; "
+            f"{'' if opts.dataset.resolve() == DEFAULT_DATASET.resolve() else f' --dataset {opts.dataset}'}"
+            f"{f' --pipeline {opts.pipeline}' if opts.pipeline else ''}` ({meta['total_s'] / 60:.1f} min; "
             f"versions in bench/results/{out_file.name}).")  # fmt: skip
     body = f"### peers: `{meta['mode']}` run on {meta['dataset']}\n\n{note}\n\n{table(summary, meta)}\n\nTargets:\n\n"
     body += "\n".join(f"- {t}" for t in checks)

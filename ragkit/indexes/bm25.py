@@ -241,8 +241,8 @@ class BM25Index:
 
         Most of a query's matched documents cannot reach its top k, and sorting or
         partitioning all of them dominated the query (~12K matches per query at 100K docs).
-        A lower bound on the k-th best score comes from a sample of *distinct* documents: the
-        postings of the query's longest term column (a column lists each document once). Any k
+        A lower bound t on the k-th best score comes from a sample of *distinct* documents: the
+        postings of one of the query's term columns (a column lists each document once). Any k
         distinct documents scoring >= t prove that the k-th best score is >= t, so every
         document scoring below t is dropped before the exact top-k; ties at the cut survive.
         """
@@ -266,7 +266,16 @@ class BM25Index:
                 # Spread over the column, not its first rows only: ~_SAMPLE_FACTOR * k documents.
                 sampled = scores[sample[:: max(1, sample.size // (_SAMPLE_FACTOR * k))]]
                 threshold = np.partition(sampled, sampled.size - k)[sampled.size - k]
-                docs = docs[scores[docs] >= threshold]
+                if threshold > 0:
+                    # Documents without a query term score exactly 0, so this is the candidate
+                    # set, sorted and unique, in one vectorised pass (cheaper than filtering
+                    # the postings and de-duplicating them).
+                    cand = np.flatnonzero(scores >= threshold)
+                else:  # zero or negative weights: a non-matching document could pass the bound
+                    cand = _sorted_unique(docs[scores[docs] >= threshold])
+                if allowed is not None:
+                    cand = cand[allowed[cand]]
+                return _top_k(cand, scores[cand], k)
         cand = _sorted_unique(docs)
         if allowed is not None:
             cand = cand[allowed[cand]]
