@@ -305,9 +305,9 @@ def targets(summary: dict[str, Any]) -> list[str]:
     if r["quality"]:
         for p in peers:
             q = summary[p]["quality"]
-            out.append(f"hybrid nDCG@10 >= {p}: {r['quality']['hybrid']['ndcg@10']:.3f} vs {q['hybrid']['ndcg@10']:.3f} "
+            out.append(f"hybrid nDCG@10 >= {p}: {r['quality']['hybrid']['ndcg@10']:.4f} vs {q['hybrid']['ndcg@10']:.4f} "
                        f"-> {mark(r['quality']['hybrid']['ndcg@10'] >= q['hybrid']['ndcg@10'])}")  # fmt: skip
-            out.append(f"BM25 nDCG@10 >= {p}: {r['quality']['bm25']['ndcg@10']:.3f} vs {q['bm25']['ndcg@10']:.3f} "
+            out.append(f"BM25 nDCG@10 >= {p}: {r['quality']['bm25']['ndcg@10']:.4f} vs {q['bm25']['ndcg@10']:.4f} "
                        f"-> {mark(r['quality']['bm25']['ndcg@10'] >= q['bm25']['ndcg@10'])}")  # fmt: skip
     cold = summary.get("cli", {}).get("cpu_s")
     if cold is not None:
