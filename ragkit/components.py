@@ -143,6 +143,12 @@ class ComponentConfig(Strict):
     provides_chat_model: ClassVar[bool] = False
     name: str
 
+    def index_identity(self) -> dict[str, Any]:
+        """The settings that decide what an index stores (part of its signature: a change needs
+        a rebuild). Default: all of them; a component overrides this to leave out settings that
+        only change speed."""
+        return self.model_dump(mode="json")
+
 
 @dataclass(frozen=True)
 class Component:

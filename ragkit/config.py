@@ -191,7 +191,11 @@ class PipelineConfig(Strict):
         The dense *backend* (faiss index type and parameters, or chroma) is not part of it: the
         writer rebuilds the dense index from the stored vectors when only that changes, no re-embedding.
         """
-        return self.model_dump(mode="json", include={"chunker": True, "dense": {"embedder"}, "sparse": True})
+        return {
+            "chunker": self.chunker.index_identity(),
+            "dense": {"embedder": self.dense.embedder.index_identity()},
+            "sparse": self.sparse.index_identity(),
+        }
 
     def to_yaml(self) -> str:
         """YAML for saving next to an index. Secrets are never written (see `public_dump`)."""

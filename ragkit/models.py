@@ -45,6 +45,21 @@ def resolve_model(name: str) -> str:
     return expanded if Path(expanded).exists() else name
 
 
+def available_offline(name: str) -> bool:
+    """Whether `name` (an alias, a path or a hub id) can be loaded without the network: a local
+    path, or a hub id already in the Hugging Face cache. Cheap: imports no model library, so a
+    missing optional model costs a query process no torch import."""
+    path = resolve_model(name)
+    if Path(path).exists():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(path, "config.json"), str)
+    except ValueError:  # not a valid repo id either
+        return False
+
+
 def is_local(name_or_path: str) -> bool:
     return Path(name_or_path).exists()
 

@@ -329,6 +329,35 @@ def test_ties_are_broken_by_lower_index_even_at_the_cut():
     assert scores[0] > scores[1] == scores[2]
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_pruned_search_equals_rank_bm25_with_ties_at_the_cut(masked, monkeypatch):
+    """`search` drops candidates below a sampled bound on the k-th score before ranking (see
+    `BM25Index._top_hits`); on a corpus made of few distinct documents, repeated, every cut falls
+    inside a large tie, and the bound itself is often exactly the k-th score."""
+    rng = np.random.default_rng(7)
+    vocab = [f"t{i}" for i in range(12)]
+    shapes = [list(rng.choice(vocab, size=int(rng.integers(1, 6)))) for _ in range(25)]
+    corpus = [shapes[int(i)] for i in rng.integers(0, len(shapes), 3000)]
+    index = BM25Index.build(corpus)
+    oracle = BM25Okapi(corpus)
+    allowed = rng.random(len(corpus)) < 0.3 if masked else None
+    queries = [["t0"], ["t1", "t2"], ["t3", "t4", "t5", "t3"], vocab[:6], vocab]
+    for query in queries:
+        scores = oracle.get_scores(query)
+        matched = matched_docs(corpus, query) & (allowed if masked else True)
+        for k in (1, 5, 10, 50, 300):
+            got = index.search(query, k, allowed=allowed)
+            want = expected_hits(scores, matched, k)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_allclose(got[1], want[1], **F32)
+            assert_hits_equal(index.search_batch([query], k, allowed=allowed)[0], got)
+    # Pruning must change nothing, bit for bit: compare with the unpruned path.
+    pruned = [index.search(q, k, allowed=allowed) for q in queries for k in (1, 10, 50)]
+    monkeypatch.setattr(bm25_module, "_PRUNE_MIN_FACTOR", 10**9)
+    for got, q_k in zip(pruned, [(q, k) for q in queries for k in (1, 10, 50)]):
+        assert_hits_equal(got, index.search(*q_k, allowed=allowed))
+
+
 def test_allowed_mask_filters_hits():
     corpus = [["a"], ["a", "b"], ["a", "a"], ["b"], ["a", "c"]]
     index = BM25Index.build(corpus)
@@ -405,16 +434,17 @@ def test_random_corpora_match_rank_bm25(corpus, queries, k1, b, epsilon, k):
 # --- the analyzer ---------------------------------------------------------------------------
 
 
-def test_analyzer_defaults_lowercase_and_drop_english_stopwords():
-    analyze = make_analyzer(BM25TokenizerConfig())
+def test_analyzer_defaults_lowercase_drop_english_stopwords_and_stem():
+    analyze = make_analyzer(BM25TokenizerConfig(stemmer="none"))
     assert analyze("Is the Eiffel Tower in PARIS?") == ["eiffel", "tower", "paris"]
     assert analyze("It doesn't, won't: don't!") == []  # contraction pieces are stopwords
     assert analyze("") == [] and analyze("  ,.;!  ") == []
-    assert make_analyzer()("The cats") == ["cats"]  # no config: the defaults
+    assert make_analyzer(BM25TokenizerConfig())("Is the Eiffel Tower in PARIS?") == ["eiffel", "tower", "pari"]
+    assert make_analyzer()("The cats") == ["cat"]  # no config: the defaults (Snowball English)
 
 
 def test_analyzer_unicode_words():
-    analyze = make_analyzer(BM25TokenizerConfig(stopwords="none"))
+    analyze = make_analyzer(BM25TokenizerConfig(stopwords="none", stemmer="none"))
     tokens = analyze("Café naïve Ελληνικά 東京 x_1 42")
     assert tokens == ["café", "naïve", "ελληνικά", "東京", "x_1", "42"]
     # str.lower() turns "İ" into "i" + a combining dot; the word must stay one token.
@@ -423,14 +453,14 @@ def test_analyzer_unicode_words():
 
 
 def test_analyzer_lowercase_off():
-    analyze = make_analyzer(BM25TokenizerConfig(lowercase=False))
+    analyze = make_analyzer(BM25TokenizerConfig(lowercase=False, stemmer="none"))
     assert analyze("The Cat and THE Dog") == ["Cat", "Dog"]  # stopwords matched case-insensitively
-    keep = make_analyzer(BM25TokenizerConfig(lowercase=False, stopwords="none"))
+    keep = make_analyzer(BM25TokenizerConfig(lowercase=False, stopwords="none", stemmer="none"))
     assert keep("The Cat, the cat") == ["The", "Cat", "the", "cat"]
 
 
 def test_analyzer_stopwords_none_keeps_everything():
-    analyze = make_analyzer(BM25TokenizerConfig(stopwords="none"))
+    analyze = make_analyzer(BM25TokenizerConfig(stopwords="none", stemmer="none"))
     assert analyze("is the sky blue") == ["is", "the", "sky", "blue"]
 
 
@@ -446,3 +476,16 @@ def test_analyzer_rejects_unknown_stemmer():
     config = BM25TokenizerConfig.model_construct(lowercase=True, stopwords="none", stemmer="porter")
     with pytest.raises(ValueError, match="stemmer"):
         make_analyzer(config)
+
+
+def test_analyzer_english_stemmer():
+    analyze = make_analyzer(BM25TokenizerConfig(stemmer="english"))
+    assert analyze("The Running dogs were studying") == ["run", "dog", "studi"]  # stopwords go first
+    assert analyze("run runs running") == ["run"] * 3
+    assert len(analyze("İstanbul naïve café")) == 3  # unicode words stay one token each
+    # Query and document meet on the stem: a BM25 hit that the unstemmed analyzer misses.
+    corpus = [analyze("Voyager 1 launched in 1977"), analyze("Mars has volcanoes")]
+    index = BM25Index.build(corpus)
+    assert index.search(analyze("When was it launching?"), 2)[0].tolist() == [0]
+    plain = make_analyzer(BM25TokenizerConfig(stemmer="none"))
+    assert BM25Index.build([plain("Voyager 1 launched in 1977")]).search(plain("launching"), 1)[0].size == 0

@@ -1,6 +1,8 @@
 """Dense embeddings through sentence-transformers (the bundled all-MiniLM-L6-v2 by default).
 
-The `Embedder` protocol is in ragkit.protocols; `make_embedder` builds any registered embedder."""
+sentence-transformers (torch) is the reference implementation and runs any model; the bundled
+model runs by default on ONNX Runtime instead (`onnx_embedder.py`, same vectors, no torch import).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ragkit.components import ComponentConfig, build, register
 from ragkit.models import BUNDLED_MINILM, ModelUnavailable, resolve_model
@@ -31,9 +33,43 @@ class SentenceTransformersEmbedderConfig(ComponentConfig):
     allow_download: bool = Field(
         False, description="let sentence-transformers fetch a model from the hub (off: offline-first)"
     )
+    # How the model runs; the same vectors either way (cosine >= 0.999), so not part of the index
+    # signature: an index embedded by one runtime is queried by the other. `auto`: ONNX Runtime
+    # (ragkit/indexes/onnx_embedder.py, no torch import) for the bundled model, torch otherwise.
+    runtime: Literal["auto", "torch", "onnx"] = "auto"
+    # int8: a dynamically quantised ONNX copy (onnx runtime only). Different vectors: part of the
+    # index signature. See docs/benchmarks.md for its speed and nDCG@10 change.
+    quantize: Literal["none", "int8"] = "none"
+    threads: int = Field(0, ge=0, description="onnx runtime: intra-op threads for batches (0: one per core)")
+
+    @model_validator(mode="after")
+    def _int8_needs_onnx(self) -> SentenceTransformersEmbedderConfig:
+        if self.quantize == "int8" and self.runtime == "torch":
+            raise ValueError("quantize: int8 runs on ONNX Runtime: set runtime to auto or onnx")
+        return self
+
+    def resolved_runtime(self) -> str:
+        """`torch` or `onnx` (what `auto` means for this model)."""
+        if self.runtime != "auto":
+            return self.runtime
+        return "onnx" if self.quantize == "int8" or self.model == BUNDLED_MINILM else "torch"
+
+    def index_identity(self) -> dict[str, Any]:
+        """The settings that decide the vectors (the index signature's embedder part): runtime,
+        batch size, device and threads change how fast vectors come, not what they are."""
+        return {"name": self.name, "model": self.model, "normalize": self.normalize, "quantize": self.quantize}
 
 
 @register("embedder", "sentence-transformers", SentenceTransformersEmbedderConfig)
+def sentence_transformers_embedder(config: SentenceTransformersEmbedderConfig) -> Embedder:
+    """A sentence-transformers model: on ONNX Runtime (bundled model) or torch (`runtime`; same vectors)."""
+    if config.resolved_runtime() == "onnx":
+        from ragkit.indexes.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(config)
+    return SentenceTransformerEmbedder(config)
+
+
 class SentenceTransformerEmbedder:
     """Loads the model lazily (on first use) so opening an index for BM25-only work stays cheap."""
 

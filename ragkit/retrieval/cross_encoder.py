@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ragkit.components import ComponentConfig, register
-from ragkit.models import resolve_model
+from ragkit.models import available_offline, resolve_model
 from ragkit.protocols import ChatModel
 from ragkit.schema import Hit, RetrieverScore, Trace
 
@@ -41,6 +41,11 @@ class CrossEncoderReranker:
         if self._model is None and self._load_error is None:
             if not self.config.allow_download:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of retrying the hub
+                if not available_offline(self.config.model):
+                    # Checked before importing sentence-transformers (~5 CPU-s) when the model
+                    # is absent, as it is on most machines (no cross-encoder ships offline).
+                    self._load_error = "not a local path and not in the Hugging Face cache"
+                    return None
             from sentence_transformers import CrossEncoder
             from transformers.utils import logging as hf_logging
 
