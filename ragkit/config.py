@@ -56,12 +56,21 @@ class TabularConfig(Strict):
     title_field: str | None = "title"
 
 
+class HtmlLoaderConfig(Strict):
+    """How .html/.htm pages become text (ragkit/loaders/html.py)."""
+
+    main_content: bool = Field(
+        True, description="keep only the page's main content (readability); false: all visible text"
+    )
+
+
 class LoaderConfig(Strict):
     include: list[str] = Field(default_factory=lambda: ["**/*"])
     exclude: list[str] = Field(default_factory=lambda: ["**/.*", "**/.*/**"])
     follow_symlinks: bool = False
     jsonl: TabularConfig = Field(default_factory=TabularConfig)
     csv: TabularConfig = Field(default_factory=TabularConfig)
+    html: HtmlLoaderConfig = Field(default_factory=HtmlLoaderConfig)
     max_file_mb: float = Field(200.0, gt=0)
 
 
