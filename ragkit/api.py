@@ -114,7 +114,8 @@ class QueryStream:
             generated = self._finish()
             warn_if_uncited(generated, self.hits, self.trace)
             self._answer = Answer(
-                text=generated.text, citations=generated.citations, hits=self.hits, trace=self.trace
+                text=generated.text, citations=generated.citations, hits=self.hits, trace=self.trace,
+                related=generated.related,
             )
         return self._answer
 
@@ -198,7 +199,10 @@ class RAG:
 
     @cached_property
     def generator(self) -> Generator:
-        return make_generator(self.config.generator, self.embedder, self.analyzer)
+        generator = make_generator(self.config.generator, self.embedder, self.analyzer)
+        if hasattr(generator, "sentence_index"):  # extractive: reuse the sentences stored at ingest
+            generator.sentence_index = lambda: self.snapshot().sentences
+        return generator
 
     # --- ingest ---
 
@@ -325,7 +329,9 @@ class RAG:
         with trace.stage("generate"):
             generated = self.generator.generate(question, hits, trace)
         warn_if_uncited(generated, hits, trace)
-        return Answer(text=generated.text, citations=generated.citations, hits=hits, trace=trace)
+        return Answer(
+            text=generated.text, citations=generated.citations, hits=hits, trace=trace, related=generated.related
+        )
 
     def query_stream(
         self, question: str, top_k: int | None = None, filter: FilterSpec | None = None

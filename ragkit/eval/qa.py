@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from ragkit.config import PipelineConfig
 from ragkit.eval.answers import containment, exact_match, is_abstention, strip_citations, token_f1
 from ragkit.eval.datasets import load_beir
 from ragkit.eval.metrics import DatasetError
@@ -137,17 +138,20 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def evaluate_qa(
     dataset_dir: str | Path,
-    rag_for: Callable[[Path], RAG],
-    index_root: Path,
+    config: PipelineConfig,
+    index_root: Path = Path(".ragkit/eval"),
+    rag_for: Callable[[Path], RAG] | None = None,
     max_queries: int | None = None,
     unanswerable: float = 0.0,
     seed: int = 0,
     split: str = "test",
     on_progress: Callable[[str, int, int], None] | None = None,
 ) -> QAEvaluation:
-    """Index the corpus (minus the removed gold passages) into `rag_for(index_dir)`, answer every
-    selected question, and score. `index_root` is where per-(dataset, pipeline, removal) indexes are
-    cached; `rag_for` builds the `RAG` for an index directory."""
+    """Index the corpus (minus the removed gold passages), answer every selected question with
+    `config`'s pipeline, and score. Indexes are cached under `index_root`, one per (dataset, index
+    settings, removed passages); `rag_for` builds the `RAG` for an index directory (default
+    `RAG(config, index_dir)`; the suite passes one that shares loaded models)."""
+    from ragkit.api import RAG
     from ragkit.eval.retrieval import cache_dir_for
 
     if not 0.0 <= unanswerable < 1.0:
@@ -168,14 +172,13 @@ def evaluate_qa(
     # A question whose gold passages all went with the removed ones cannot be answered either.
     no_answer = {q for q in selected if gold[q] and gold[q] <= removed}
 
-    probe = rag_for(index_root / "probe")  # only for its config: cache_dir_for needs the pipeline
-    base = cache_dir_for(dataset_dir, probe.config, root=index_root)
+    base = cache_dir_for(dataset_dir, config, root=index_root)
     if removed:
         digest = hashlib.sha256("\n".join(sorted(removed)).encode()).hexdigest()[:10]
         index_dir = base.with_name(f"{base.name}-minus-{len(removed)}-{digest}")
     else:
         index_dir = base
-    rag = rag_for(index_dir)
+    rag = rag_for(index_dir) if rag_for is not None else RAG(config, index_dir)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     documents = _documents(dataset.corpus, str(dataset_dir / "corpus.jsonl"), removed)
@@ -219,8 +222,9 @@ def evaluate_qa(
         if cited and not abstained:
             good = sum(_contains_reference(chunk_text[c], references) for c in cited if c in chunk_text)
             sample["citation_precision"] = good / len(cited)
-        if answer.related:
-            sample["related"] = [r.source for r in answer.related]
+        related = getattr(answer, "related", None)  # "related, not answering" sources of an abstention
+        if related:
+            sample["related"] = [r.source for r in related]
         samples.append(sample)
         if on_progress is not None:
             on_progress("questions", n, len(selected))

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 class Generated(BaseModel):
     text: str
     citations: list[Citation] = Field(default_factory=list)
+    # With an "I don't know": chunks that were related to the question without answering it.
+    related: list[Citation] = Field(default_factory=list)
 
 
 class Generator(Protocol):

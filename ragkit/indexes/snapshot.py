@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ragkit.config import PipelineConfig, load_pipeline
@@ -16,6 +16,7 @@ from ragkit.indexes.layout import (
     Manifest,
     require_current,
 )
+from ragkit.indexes.sentences import SentenceIndex
 from ragkit.indexes.store import STORE_FILE, ChunkStore
 
 
@@ -29,10 +30,18 @@ class IndexSnapshot:
     store: ChunkStore
     dense: DenseIndex  # FaissDenseIndex, or ChromaDenseIndex for `dense.backend: chroma`
     sparse: BM25Index
+    _sentences: SentenceIndex | None = field(default=None, repr=False)
 
     @property
     def path(self) -> Path:
         return self.index_dir / self.manifest.directory
+
+    @property
+    def sentences(self) -> SentenceIndex:
+        """The generation's stored sentences (ragkit/indexes/sentences.py), opened on first use."""
+        if self._sentences is None:
+            self._sentences = SentenceIndex.open(self.path)
+        return self._sentences
 
     @classmethod
     def open(cls, index_dir: str | Path) -> IndexSnapshot:
@@ -67,6 +76,8 @@ class IndexSnapshot:
 
     def close(self) -> None:
         self.store.close()
+        if self._sentences is not None:
+            self._sentences.close()
 
 
 def _load_dense(index_dir: Path, path: Path, pipeline: PipelineConfig, store: ChunkStore) -> DenseIndex:

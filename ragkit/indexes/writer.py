@@ -34,6 +34,7 @@ from ragkit.indexes.layout import (
     read_current,
     remove_stale_generations,
 )
+from ragkit.indexes.sentences import ChunkSentences, encode_with_sentences, write_sentence_index
 from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
 from ragkit.schema import Chunk, Document
 
@@ -206,6 +207,7 @@ def write_generation(
         timings["embed_tail"] = time.perf_counter() - clock
         stats.texts_embedded = encoder.encoded
         all_vectors, stats.embedding_cache_hits = encoder.assemble(new_chunks, kept_rows, old_vectors)
+        fresh_sentences = encoder.sentences
         del encoder
         np.save(new_dir / EMBEDDINGS_FILE, all_vectors)
 
@@ -216,6 +218,12 @@ def write_generation(
         store.commit()
         del new_chunks, changed, incoming
         timings["store"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        # The extractive generator's sentences, by chunk text hash (ragkit/indexes/sentences.py).
+        live_hashes = {h for (h,) in store.db.execute("SELECT DISTINCT text_hash FROM chunks")}
+        write_sentence_index(new_dir, index_dir / current.directory if current else None, live_hashes, fresh_sentences)
+        del fresh_sentences
+        timings["sentences"] = time.perf_counter() - clock
 
         progress.start("indexing", None)
         clock = time.perf_counter()
@@ -294,6 +302,7 @@ class _StreamingEncoder:
         self.pending: list[str] = []  # texts whose hashes are in fresh_rows but not yet encoded
         self.blocks: list[np.ndarray] = []
         self.encoded = 0
+        self.sentences: dict[str, ChunkSentences] = {}  # text hash -> sentences, from the same pass
 
     def add(self, chunks: list[Chunk]) -> int:
         """Queue the chunks' new texts; encode full blocks now. Returns texts encoded."""
@@ -316,7 +325,9 @@ class _StreamingEncoder:
             self.pending = []
 
     def _encode(self, texts: list[str], on_batch: Callable[[int], None] | None = None) -> int:
-        self.blocks.append(np.asarray(self.embedder.embed(texts, on_batch=on_batch), dtype=np.float32))
+        vectors, sentences = encode_with_sentences(self.embedder, texts, on_batch=on_batch)
+        self.sentences.update((text_hash(text), found) for text, found in sentences.items())
+        self.blocks.append(np.asarray(vectors, dtype=np.float32))
         self.encoded += len(texts)
         return len(texts)
 
