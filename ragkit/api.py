@@ -37,6 +37,7 @@ from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import Progress, WriteStats, write_generation
 from ragkit.loaders import LoadedFile, discover, load_file
+from ragkit.loaders.duplicates import Duplicate, DuplicateFilter
 from ragkit.retrieval.chat import CachedChatModel, ChatModel
 from ragkit.retrieval.hybrid import FilterSpec, HybridRetriever
 from ragkit.retrieval.rerank import Reranker, make_reranker
@@ -70,6 +71,9 @@ class IngestReport(BaseModel):
     index: WriteStats
     removed: list[str] = Field(
         default_factory=list, description="ids removed: rows gone from re-loaded files, and pruned documents"
+    )
+    duplicates: list[Duplicate] = Field(
+        default_factory=list, description="files not indexed: same content as another file (ragkit/loaders/duplicates.py)"
     )
 
     @property
@@ -221,6 +225,7 @@ class RAG:
         documents: list[Document] = []
         files_ok = 0
         removed: list[str] = []
+        duplicates = DuplicateFilter(found.files)  # same content from two paths: indexed once
 
         def loaded_documents() -> Iterator[Document]:
             # Files are parsed by background threads, in order, while the writer chunks and
@@ -230,11 +235,12 @@ class RAG:
                 documents.extend(loaded.documents)
                 failures.extend(loaded.failures)
                 files_ok += bool(loaded.documents)
-                yield from loaded.documents
+                yield from duplicates.filter(loaded.documents)
+            yield from duplicates.finish()
 
         def to_remove() -> list[str]:  # called by the writer once every file is loaded
             removed.extend(ids_to_remove(self.index_dir, documents, failures, paths, prune))
-            return removed
+            return removed + [d.source for d in duplicates.duplicates]  # indexed by an earlier ingest
 
         chunker = make_chunker(self.config.chunker)
         with writer_lock(self.index_dir):
@@ -249,7 +255,8 @@ class RAG:
                 delete_ids=to_remove,
             )
         return IngestReport(
-            files_ok=files_ok, failures=failures, skipped=list(found.skipped), index=stats, removed=removed
+            files_ok=files_ok, failures=failures, skipped=list(found.skipped), index=stats, removed=removed,
+            duplicates=duplicates.duplicates,
         )
 
     def ingest_documents(

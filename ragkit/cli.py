@@ -122,6 +122,7 @@ def _ingest_json(report: IngestReport, index: Path) -> dict:
         "files_failed": [f.model_dump() for f in report.failures],
         "files_skipped": [f.model_dump() for f in report.skipped],
         "documents_removed": report.removed,
+        "duplicates": [d.model_dump() for d in report.duplicates],
         **report.index.model_dump(),
     }
 
@@ -135,6 +136,11 @@ def _print_ingest_summary(report: IngestReport, index: Path) -> None:
         out.print(f"    - {failure.path}: {failure.reason}", markup=False, highlight=False, soft_wrap=True)
     if report.skipped:
         out.print(f"  files skipped: {len(report.skipped)} (unsupported type)")
+    if report.duplicates:
+        out.print(f"  duplicates:    {len(report.duplicates)} not indexed (same content as another file)")
+        for dup in report.duplicates:
+            line = f"    - {dup.source}: duplicate of {dup.duplicate_of} ({dup.reason})"
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(
         f"  documents:     {stats.documents_added} added, {stats.documents_updated} updated, "
         f"{stats.documents_unchanged} unchanged, {stats.documents_deleted} removed "

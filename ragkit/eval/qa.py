@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -136,7 +137,23 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def evaluate_qa(
+class QASetup(BaseModel):
+    """A QA dataset indexed for one pipeline, with the questions to ask."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    dataset_dir: Path
+    questions: dict[str, str]  # id -> question, in file order
+    answers: dict[str, list[str]]
+    gold: dict[str, set[str]]
+    unanswerable: set[str]  # ids whose gold passages are not in the index
+    removed: set[str]  # passage ids left out of the index
+    passages_indexed: int
+    rag: Any  # RAG
+    timings: dict[str, float]
+
+
+def prepare_qa(
     dataset_dir: str | Path,
     config: PipelineConfig,
     index_root: Path = Path(".ragkit/eval"),
@@ -145,12 +162,9 @@ def evaluate_qa(
     unanswerable: float = 0.0,
     seed: int = 0,
     split: str = "test",
-    on_progress: Callable[[str, int, int], None] | None = None,
-) -> QAEvaluation:
-    """Index the corpus (minus the removed gold passages), answer every selected question with
-    `config`'s pipeline, and score. Indexes are cached under `index_root`, one per (dataset, index
-    settings, removed passages); `rag_for` builds the `RAG` for an index directory (default
-    `RAG(config, index_dir)`; the suite passes one that shares loaded models)."""
+) -> QASetup:
+    """Select the questions, choose the unanswerable ones, and index the corpus without their gold
+    passages (cached under `index_root`, one index per dataset, index settings and removal)."""
     from ragkit.api import RAG
     from ragkit.eval.retrieval import cache_dir_for
 
@@ -185,20 +199,43 @@ def evaluate_qa(
     stats = rag.ingest_documents(documents)
     timings["ingest_s"] = time.perf_counter() - started
     timings["texts_embedded"] = float(stats.texts_embedded)
+    return QASetup(
+        dataset_dir=dataset_dir, questions={q: dataset.queries[q] for q in selected},
+        answers={q: dataset.answers[q] for q in selected}, gold=gold, unanswerable=no_answer, removed=removed,
+        passages_indexed=len(documents), rag=rag, timings=timings,
+    )
 
+
+def evaluate_qa(
+    dataset_dir: str | Path,
+    config: PipelineConfig,
+    index_root: Path = Path(".ragkit/eval"),
+    rag_for: Callable[[Path], RAG] | None = None,
+    max_queries: int | None = None,
+    unanswerable: float = 0.0,
+    seed: int = 0,
+    split: str = "test",
+    on_progress: Callable[[str, int, int], None] | None = None,
+) -> QAEvaluation:
+    """Index the corpus (minus the removed gold passages), answer every selected question with
+    `config`'s pipeline, and score (see `prepare_qa` for the index). `rag_for` builds the `RAG` for
+    an index directory (default `RAG(config, index_dir)`; the suite passes one sharing models)."""
+    setup = prepare_qa(dataset_dir, config, index_root, rag_for, max_queries, unanswerable, seed, split)
+    dataset_dir, rag, timings = setup.dataset_dir, setup.rag, setup.timings
+    selected, gold, no_answer = list(setup.questions), setup.gold, setup.unanswerable
     k = rag.config.retrieval.top_k
     stage_values: dict[str, list[float]] = {}
     samples: list[dict[str, Any]] = []
     warnings: dict[str, int] = {}
     started = time.perf_counter()
     for n, query_id in enumerate(selected, 1):
-        question = dataset.queries[query_id]
-        references = dataset.answers[query_id]
+        question = setup.questions[query_id]
+        references = setup.answers[query_id]
         answer = rag.query(question)
         for stage, trace in answer.trace.stages.items():
             stage_values.setdefault(stage, []).append(trace.ms)
         for warning in answer.trace.warnings:
-            key = warning.split(":")[0]
+            key = re.sub(r"'[^']*'|\d+(?:\.\d+)?", "…", warning)  # one line per kind of warning
             warnings[key] = warnings.get(key, 0) + 1
         text = strip_citations(answer.text)
         abstained = is_abstention(text)
@@ -278,8 +315,8 @@ def evaluate_qa(
         questions=len(samples),
         unanswerable=len(unanswerable_samples),
         unanswerable_fraction=unanswerable,
-        passages_indexed=len(documents),
-        passages_removed=len(removed),
+        passages_indexed=setup.passages_indexed,
+        passages_removed=len(setup.removed),
         k=k,
         metrics=metrics,
         stage_ms=stage_ms,

@@ -121,6 +121,16 @@ def _units(text: str) -> list[_Unit]:
             lines.append((pos, pos + len(line), line))
             pos += len(line) + 1
         width = max((len(line.strip()) for *_, line in lines), default=0)
+        only = lines[0][2] if len(lines) == 1 else ""
+        if (
+            only and not _TERMINAL.search(only.rstrip()) and not _LIST_MARKER.match(only)
+            and len(only.split()) <= _MAX_LEAD_WORDS and not _SENTENCE_END.search(only)
+        ):
+            # A line standing alone without final punctuation is a label (a title, an API
+            # signature, a glossary term), never a sentence; the paragraph after it explains it.
+            a, b, line = lines[0]
+            units.append(_Unit(a + len(line) - len(line.lstrip()), a + len(line.rstrip()), "label"))
+            continue
         current: _Unit | None = None
         in_fence = False
         for n, (a, b, line) in enumerate(lines):
