@@ -124,7 +124,7 @@ def test_cli_stream_json_lines(server: FakeOpenAIServer, index: Path, tmp_path: 
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events[:-1] == [{"event": "delta", "text": piece} for piece in pieces]
     final = events[-1]
-    assert final["event"] == "answer" and set(final) == {"event", "answer", "citations", "hits", "trace"}
+    assert final["event"] == "answer" and set(final) == {"event", "answer", "citations", "related", "hits", "trace"}
     assert final["answer"] == "The Louvre opened in 1793 [1]."  # the [9] no block backs is dropped
     assert any("dropped citation [9]" in w for w in final["trace"]["warnings"])
 

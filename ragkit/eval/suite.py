@@ -6,7 +6,7 @@ error naming the field):
     name: sample                        # also the default report directory: reports/<name>
     datasets:
       - name: solar-system
-        kind: questions                 # or: beir
+        kind: questions                 # or: beir, qa (a BEIR directory with answers: `ragkit eval qa`)
         path: ../data/questions.jsonl   # beir: the dataset directory
         corpus: [../data]               # questions only: files/directories to ingest
         sources_root: ..                # questions only: what `source` fields are relative to
@@ -164,7 +164,9 @@ class SuiteError(ValueError):
 
 
 def _check_metric(name: str) -> str:
-    if name in ANSWER_METRICS:
+    from ragkit.eval.qa import is_qa_metric
+
+    if name in ANSWER_METRICS or is_qa_metric(name):
         return name
     try:
         parse_metric(name)
@@ -174,7 +176,9 @@ def _check_metric(name: str) -> str:
 
 
 def is_retrieval_metric(name: str) -> bool:
-    return name not in ANSWER_METRICS
+    from ragkit.eval.qa import is_qa_metric
+
+    return name not in ANSWER_METRICS and not is_qa_metric(name)
 
 
 class _Strict(BaseModel):
@@ -204,7 +208,7 @@ class ThresholdSpec(_Strict):
 
 class DatasetSpec(_Strict):
     name: str
-    kind: Literal["beir", "questions"]
+    kind: Literal["beir", "questions", "qa"]
     path: str
     corpus: list[str] | None = Field(None, min_length=1)
     sources_root: str | None = None
@@ -212,6 +216,7 @@ class DatasetSpec(_Strict):
     max_queries: int | None = Field(None, gt=0)
     sample_questions: int | None = Field(DEFAULT_SAMPLE, ge=0)
     seed: int = 0
+    unanswerable: float = Field(0.0, ge=0.0, lt=1.0, description="qa: share of questions whose gold passages are removed")
 
     _safe_name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 
@@ -219,7 +224,9 @@ class DatasetSpec(_Strict):
     def _kind_fields(self) -> DatasetSpec:
         if self.kind == "questions" and not self.corpus:
             raise ValueError("a 'questions' dataset needs 'corpus' (the paths to ingest)")
-        if self.kind == "beir" and (self.corpus is not None or self.sources_root is not None):
+        if self.kind != "qa" and self.unanswerable:
+            raise ValueError("'unanswerable' is for 'qa' datasets")
+        if self.kind in ("beir", "qa") and (self.corpus is not None or self.sources_root is not None):
             raise ValueError("'corpus' and 'sources_root' are for 'questions' datasets; a BEIR dataset has its corpus")
         return self
 
@@ -719,6 +726,30 @@ def _run_beir(
     return metrics, counts, samples, timings, _warning_lines(trace)
 
 
+def _run_qa(
+    spec: DatasetSpec, base: Path, rag_for: Callable[[Path], RAG], wanted: list[str], scorer: _Scorer,
+    cache_root: Path, config: PipelineConfig, on_progress: Callable[[str], None],
+) -> tuple[dict[str, float | None], dict[str, int], list[dict[str, Any]], dict[str, float], list[str]]:
+    """A BEIR directory with answers, asked end to end (`ragkit eval qa`; ragkit/eval/qa.py)."""
+    from ragkit.eval.qa import evaluate_qa
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            on_progress(f"{stage} {done}/{total}")
+
+    evaluation = evaluate_qa(
+        _resolve(base, spec.path), config, index_root=cache_root, rag_for=rag_for, max_queries=spec.max_queries,
+        unanswerable=spec.unanswerable, seed=spec.seed, split=spec.split, on_progress=progress,
+    )
+    metrics: dict[str, float | None] = dict(evaluation.metrics)
+    for name in wanted:
+        metrics.setdefault(name, None)  # a metric this kind cannot measure shows (and fails) as n/a
+    counts = {"questions": evaluation.questions, "unanswerable": evaluation.unanswerable, "sampled": evaluation.questions}
+    timings = dict(evaluation.timings)
+    timings.update({f"{stage}_ms_p50": values["p50"] for stage, values in evaluation.stage_ms.items()})
+    return metrics, counts, evaluation.samples, timings, evaluation.warnings
+
+
 def run_suite(
     suite_path: str | Path,
     report_dir: str | Path | None = None,
@@ -778,7 +809,7 @@ def run_suite(
                 say(f"{prefix} {message}")
 
             pair_started = time.perf_counter()
-            run = _run_questions if spec.kind == "questions" else _run_beir
+            run = {"questions": _run_questions, "beir": _run_beir, "qa": _run_qa}[spec.kind]
             metrics, counts, samples, timings, warnings = run(
                 spec, base, rag_for, wanted, scorer, cache_root, config, progress
             )
@@ -896,6 +927,8 @@ def _one_line(text: str, limit: int = 160) -> str:
 def _sample_notes(pair: PairResult) -> list[str]:
     notes: list[str] = []
     for s in pair.samples:
+        if "expected_sources" not in s:  # a qa dataset: its own report (`ragkit eval qa --report`)
+            continue
         if not s["expected_sources"] and not s["abstained"]:
             notes.append(f"- {s['id']}: unanswerable, but answered: \"{_one_line(s['answer'])}\"")
         elif s["expected_sources"] and s["abstained"]:
