@@ -23,6 +23,10 @@ class CountingEmbedder(SentenceTransformerEmbedder):
         super().__init__(CONFIG.dense.embedder)
         self.encoded: list[str] = []
 
+    def embed_with_tokens(self, texts, on_tokens, on_batch=None):  # what the writer calls (sentences.py)
+        self.encoded.extend(texts)
+        return super().embed_with_tokens(texts, on_tokens, on_batch)
+
     def embed(self, texts, on_batch=None):
         self.encoded.extend(texts)
         return super().embed(texts, on_batch)
@@ -109,6 +113,7 @@ def test_failed_write_leaves_the_published_generation_intact(write, tmp_path, em
         raise RuntimeError("encoder crashed")
 
     monkeypatch.setattr(embedder, "embed", broken)
+    monkeypatch.setattr(embedder, "embed_with_tokens", lambda texts, on_tokens, on_batch=None: broken(texts))
     with pytest.raises(RuntimeError, match="encoder crashed"):
         write([Document(id="c.md", source="c.md", text="Jupiter has a Great Red Spot.")])
     assert read_current(tmp_path).generation == 1

@@ -315,6 +315,8 @@ class ExtractiveGenerator:
                 break
             if any(float(vectors[i] @ vectors[j]) > DUPLICATE_COSINE for j in chosen):
                 continue
+            if chosen and kinds and candidates[i].typed > 0 and candidates[i].block != candidates[chosen[0]].block:
+                continue  # one answer to a typed question: another passage's competing value is not added
             chosen.append(i)
         decision.chosen = chosen
         entities = {_stem(e.lower()) for e in question_entities(question)}
