@@ -294,7 +294,7 @@ def _row(text_hash: str, data: ChunkSentences) -> tuple[Any, ...]:
 class SentenceIndex:
     """Read side: stored sentences by chunk text hash (a generation's `sentences.sqlite`)."""
 
-    def __init__(self, connection: sqlite3.Connection | None, dim: int | None = None) -> None:
+    def __init__(self, connection: sqlite3.Connection | None) -> None:
         self.db = connection
 
     @classmethod

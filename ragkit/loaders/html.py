@@ -52,7 +52,7 @@ _NOT_A_LANGUAGE = frozenset({"default", "none", "text", "plain", "plaintext", "n
 # Below this many words of main content the extractor is taken to have missed (link indexes,
 # tables of contents); the whole visible text is kept instead.
 MIN_MAIN_WORDS = 25
-KEEP_WHOLE_PAGE = 0.9  # main content with more than this share of the page's words: keep the page
+KEEP_WHOLE_PAGE = 0.9  # main content with more of the page's words, but fewer headings: keep the page
 
 
 def code_language(classes: str) -> str | None:
@@ -372,9 +372,9 @@ def load(path: Path, config: LoaderConfig) -> list[Document]:
         words, main_words = len(text.split()), len(main[0].split()) if main else 0
         if main is None or main_words < min(MIN_MAIN_WORDS, words):
             metadata["main_content"] = "whole page (no main content found)"
-        elif main_words > KEEP_WHOLE_PAGE * words:
-            # Nothing worth removing (a bare page): trafilatura's fallback for such pages
-            # flattens the markup, so the whole page, with its structure, is the better text.
+        elif main_words > KEEP_WHOLE_PAGE * words and len(main[1]) < len(headings):
+            # Nothing was worth removing and the headings got lost: trafilatura's fallback for
+            # bare pages flattens the markup, so the whole page, with its structure, is better.
             metadata["main_content"] = "whole page (no boilerplate found)"
         else:
             text, headings, code_blocks = main
