@@ -116,3 +116,22 @@ def test_halueval_slice_in_ci(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert summary["questions"] == 100 and summary["unanswerable"] == 20
+
+
+@pytest.mark.slow
+def test_suite_qa_dataset_kind(tmp_path: Path) -> None:
+    from ragkit.eval.suite import run_suite
+
+    write_dataset(tmp_path / "qa")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        f"name: tiny-qa\ndatasets:\n  - {{name: tiny, kind: qa, path: qa, unanswerable: 0.2}}\n"
+        f"pipelines: [{REPO / 'pipelines' / 'default.yaml'}]\n"
+        "metrics: [answer_in_context@5, containment, abstention_recall]\n"
+        "thresholds:\n  - {metric: answer_in_context@5, min: 1.0}\n  - {metric: abstention_recall, min: 0.0}\n"
+    )
+    result = run_suite(suite, tmp_path / "report", cache_root=tmp_path / "cache")
+    (pair,) = result.results
+    assert pair.kind == "qa" and pair.counts["unanswerable"] == 1
+    assert pair.metrics["answer_in_context@5"] == 1.0 and pair.metrics["abstention_recall"] is not None
+    assert result.passed and (tmp_path / "report" / "report.md").is_file()
