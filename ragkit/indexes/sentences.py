@@ -18,8 +18,9 @@ Here they are computed when a chunk is first embedded and stored next to the ind
 - **Storage** (`SentenceIndex`): `sentences.sqlite` in each generation, one row per distinct chunk
   text keyed by its text hash (as the embedding cache is), never by row number, so it survives
   renumbering and moves with a chunk into any segment. Vectors are int8 with a per-sentence scale
-  (384 bytes a sentence; cosines change by < 0.01). `write_sentence_index` (called by the index
-  writer) carries the previous generation's rows over, drops rows no chunk uses and adds new ones.
+  (384 bytes a sentence; cosines change by < 0.01). `SentenceWriter` (driven by the index writer)
+  carries the previous generation's rows over, adds each encoded block's rows as it is encoded and
+  drops rows no chunk uses.
 
 A chunk without a row (an index written before this existed, or an embedder without token
 embeddings) is segmented and embedded at query time, as before.
@@ -337,34 +338,39 @@ class SentenceIndex:
             self.db.close()
 
 
-def write_sentence_index(
-    new_dir: Path,
-    old_dir: Path | None,
-    live_hashes: set[str],
-    fresh: Mapping[str, ChunkSentences],
-) -> int:
-    """Write `new_dir/sentences.sqlite`: the previous generation's rows still used by a chunk
-    (`live_hashes`: the text hashes of the new generation's chunks) plus `fresh` rows (by text
-    hash). Returns the number of rows written fresh. Called by the index writer."""
-    path = new_dir / SENTENCES_FILE
-    old = old_dir / SENTENCES_FILE if old_dir is not None else None
-    if old is not None and old.exists():
-        shutil.copyfile(old, path)
-    db = sqlite3.connect(path)
-    try:
-        db.executescript(_SCHEMA)
-        stored = {h for (h,) in db.execute("SELECT text_hash FROM chunk_sentences")}
-        gone = stored - live_hashes
-        db.executemany("DELETE FROM chunk_sentences WHERE text_hash = ?", ((h,) for h in gone))
-        rows = [_row(h, data) for h, data in fresh.items() if h in live_hashes]
-        db.executemany(
+class SentenceWriter:
+    """Writes a generation's `sentences.sqlite` while its chunks are encoded (used by the index
+    writer): starts from the previous generation's file, adds each encoded block's rows at once
+    (so memory stays bounded by one block), and at the end drops the rows no chunk uses."""
+
+    def __init__(self, new_dir: Path, old_dir: Path | None) -> None:
+        path = new_dir / SENTENCES_FILE
+        old = old_dir / SENTENCES_FILE if old_dir is not None else None
+        if old is not None and old.exists():
+            shutil.copyfile(old, path)
+        self.db = sqlite3.connect(path)
+        self.db.executescript(_SCHEMA)
+        self.written = 0
+
+    def add(self, found: Mapping[str, ChunkSentences]) -> None:
+        """Rows for freshly encoded chunk texts, keyed by text hash."""
+        self.db.executemany(
             "INSERT OR REPLACE INTO chunk_sentences (text_hash, version, spans, flags, vectors, scales) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            rows,
+            [_row(h, data) for h, data in found.items()],
         )
-        db.commit()
+        self.written += len(found)
+
+    def finish(self, live_hashes: set[str]) -> int:
+        """Keep only rows of chunk texts the new generation holds; commit and close."""
+        stored = {h for (h,) in self.db.execute("SELECT text_hash FROM chunk_sentences")}
+        gone = stored - live_hashes
+        self.db.executemany("DELETE FROM chunk_sentences WHERE text_hash = ?", ((h,) for h in gone))
+        self.db.commit()
         if gone:
-            db.execute("VACUUM")
-    finally:
-        db.close()
-    return len(rows)
+            self.db.execute("VACUUM")
+        self.close()
+        return self.written
+
+    def close(self) -> None:
+        self.db.close()

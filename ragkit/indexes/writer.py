@@ -34,7 +34,7 @@ from ragkit.indexes.layout import (
     read_current,
     remove_stale_generations,
 )
-from ragkit.indexes.sentences import ChunkSentences, encode_with_sentences, write_sentence_index
+from ragkit.indexes.sentences import SentenceWriter, encode_with_sentences
 from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
 from ragkit.schema import Chunk, Document
 
@@ -147,7 +147,9 @@ def write_generation(
             old_vectors = np.load(old_dir / EMBEDDINGS_FILE, mmap_mode="r")
         # Embedding cache: every chunk text of the previous generation, before replacing any.
         cached_rows: dict[str, int] = dict(store.db.execute("SELECT text_hash, row FROM chunks"))
-        encoder = _StreamingEncoder(embedder, cached_rows, config.dense.embedder.batch_size)
+        # The extractive generator's sentences, by chunk text hash (ragkit/indexes/sentences.py).
+        sentences = SentenceWriter(new_dir, index_dir / current.directory if current else None)
+        encoder = _StreamingEncoder(embedder, cached_rows, config.dense.embedder.batch_size, sentences)
 
         # Stream: a later duplicate id replaces an earlier one (keeping the first one's place).
         progress.start("loading, chunking, embedding", None)
@@ -172,6 +174,7 @@ def write_generation(
         stats.documents_deleted = len(deleted)
         if not changed and not deleted and not backend_changed:
             store.close()
+            sentences.close()
             shutil.rmtree(new_dir)
             totals = current.documents if current else 0, current.chunks if current else 0
             stats.documents_total, stats.chunks_total = totals
@@ -207,7 +210,6 @@ def write_generation(
         timings["embed_tail"] = time.perf_counter() - clock
         stats.texts_embedded = encoder.encoded
         all_vectors, stats.embedding_cache_hits = encoder.assemble(new_chunks, kept_rows, old_vectors)
-        fresh_sentences = encoder.sentences
         del encoder
         np.save(new_dir / EMBEDDINGS_FILE, all_vectors)
 
@@ -219,10 +221,7 @@ def write_generation(
         del new_chunks, changed, incoming
         timings["store"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        # The extractive generator's sentences, by chunk text hash (ragkit/indexes/sentences.py).
-        live_hashes = {h for (h,) in store.db.execute("SELECT DISTINCT text_hash FROM chunks")}
-        write_sentence_index(new_dir, index_dir / current.directory if current else None, live_hashes, fresh_sentences)
-        del fresh_sentences
+        sentences.finish({h for (h,) in store.db.execute("SELECT DISTINCT text_hash FROM chunks")})
         timings["sentences"] = time.perf_counter() - clock
 
         progress.start("indexing", None)
@@ -294,15 +293,17 @@ class _StreamingEncoder:
 
     BLOCK_BATCHES = 32
 
-    def __init__(self, embedder: Embedder, cached_rows: dict[str, int], batch_size: int) -> None:
+    def __init__(
+        self, embedder: Embedder, cached_rows: dict[str, int], batch_size: int, sentences: SentenceWriter | None = None
+    ) -> None:
         self.embedder = embedder
+        self.sentences = sentences
         self.cached_rows = cached_rows
         self.block = max(1, batch_size * self.BLOCK_BATCHES)
         self.fresh_rows: dict[str, int] = {}  # text hash -> row in the concatenated blocks
         self.pending: list[str] = []  # texts whose hashes are in fresh_rows but not yet encoded
         self.blocks: list[np.ndarray] = []
         self.encoded = 0
-        self.sentences: dict[str, ChunkSentences] = {}  # text hash -> sentences, from the same pass
 
     def add(self, chunks: list[Chunk]) -> int:
         """Queue the chunks' new texts; encode full blocks now. Returns texts encoded."""
@@ -325,8 +326,9 @@ class _StreamingEncoder:
             self.pending = []
 
     def _encode(self, texts: list[str], on_batch: Callable[[int], None] | None = None) -> int:
-        vectors, sentences = encode_with_sentences(self.embedder, texts, on_batch=on_batch)
-        self.sentences.update((text_hash(text), found) for text, found in sentences.items())
+        vectors, found = encode_with_sentences(self.embedder, texts, on_batch=on_batch)
+        if self.sentences is not None:  # written now: a block's sentence vectors are not kept
+            self.sentences.add({text_hash(text): data for text, data in found.items()})
         self.blocks.append(np.asarray(vectors, dtype=np.float32))
         self.encoded += len(texts)
         return len(texts)
