@@ -235,7 +235,7 @@ def evaluate_qa(
         for stage, trace in answer.trace.stages.items():
             stage_values.setdefault(stage, []).append(trace.ms)
         for warning in answer.trace.warnings:
-            key = re.sub(r"'[^']*'|\d+(?:\.\d+)?", "…", warning)  # one line per kind of warning
+            key = re.sub(r"'[^']*'(?:, '[^']*')*|\d+(?:\.\d+)?|\(.*\)", "…", warning)  # one line per kind
             warnings[key] = warnings.get(key, 0) + 1
         text = strip_citations(answer.text)
         abstained = is_abstention(text)

@@ -328,7 +328,7 @@ class ExtractiveGenerator:
         # (measured on HaluEval QA: AUROC for "unanswerable" 0.941 without, 0.951 with).
         decision.score = top - ENTITY_PENALTY * decision.entity_missing
         if decision.entity_missing > MAX_MISSING_ENTITIES:
-            decision.abstain = "the best sentences' passages never mention " + ", ".join(repr(m) for m in missing)
+            decision.abstain = "the passages of the best sentences never mention " + ", ".join(repr(m) for m in missing)
         elif decision.score < self.config.min_support:
             decision.abstain = (
                 f"no sentence supports an answer (best support {decision.score:.2f} < min_support "
