@@ -84,10 +84,11 @@ _NUMBER = re.compile(
     re.IGNORECASE,
 )
 # A name by shape: a capitalised word not opening the sentence, an acronym, or a code with digits.
+_UPPER = "A-ZÀ-ÖØ-Þ\u0100-\u017f\u0391-\u03a9\u0410-\u042f"  # Latin, Latin-1/Extended-A, Greek, Cyrillic capitals
 _NAME = re.compile(
-    r"(?<!^)(?<![.!?]\s)\b[A-Z][\w'’&.-]*|\b[A-Z]{2,}\b|\b(?=\w*[A-Za-z])(?=\w*\d)\w+(?:-\w+)*\b"
+    rf"(?<!^)(?<![.!?]\s)\b[{_UPPER}][\w'’&.-]*|\b[{_UPPER}]{{2,}}\b|\b(?=\w*[^\W\d_])(?=\w*\d)\w+(?:-\w+)*\b"
 )
-_ENTITY = re.compile(r"\b(?:[A-Z][\w'’-]*|\w*\d\w*(?:-\w+)*)\b")
+_ENTITY = re.compile(rf"\b(?:[{_UPPER}][\w'’-]*|\w*\d\w*(?:-\w+)*)\b")
 _QUESTION_WORDS = frozenset(
     "who whom whose what when where which why how is are was were did does do can could will would "
     "should has have had i in on at of the a an name".split()
