@@ -55,6 +55,10 @@ class CountingEmbedder(SentenceTransformerEmbedder):
         super().__init__(PipelineConfig().dense.embedder)
         self.encoded: list[str] = []
 
+    def embed_with_tokens(self, texts, on_tokens, on_batch=None):  # type: ignore[no-untyped-def, override]
+        self.encoded.extend(texts)  # what the index writer calls (ragkit/indexes/sentences.py)
+        return super().embed_with_tokens(texts, on_tokens, on_batch)
+
     def embed(self, texts, on_batch=None):  # type: ignore[no-untyped-def, override]
         self.encoded.extend(texts)
         return super().embed(texts, on_batch)
