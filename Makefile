@@ -5,7 +5,10 @@ BIN    := $(VENV)/bin
 INDEX  ?= .ragkit-demo
 QUESTION ?= When was Voyager 1 launched, and what did it find in 2012?
 
-.PHONY: demo test install install-dev install-local install-browser clean
+DOCS  ?= /usr/share/doc/python3/html
+DOCS_INDEX ?= .ragkit-docs
+
+.PHONY: demo demo-docs test install install-dev install-local install-browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,10 +51,18 @@ demo: install
 	$(BIN)/ragkit ingest data --index $(INDEX) --pipeline pipelines/default.yaml
 	$(BIN)/ragkit query "$(QUESTION)" --index $(INDEX)
 
+# An installed documentation tree (apt-get install python3-doc), with pipelines/docs.yaml.
+demo-docs: install
+	@test -d $(DOCS) || { echo "no documentation at $(DOCS): apt-get install python3-doc, or make demo-docs DOCS=DIR"; exit 2; }
+	cd $(DOCS) && $(CURDIR)/$(BIN)/ragkit ingest . --index $(CURDIR)/$(DOCS_INDEX) --pipeline $(CURDIR)/pipelines/docs.yaml
+	$(BIN)/ragkit query "How do I pick a random element from a sequence?" --index $(DOCS_INDEX)
+	$(BIN)/ragkit query "Which exception is raised when dividing by zero?" --index $(DOCS_INDEX)
+	$(BIN)/ragkit query "What is the default protocol of pickle?" --index $(DOCS_INDEX)
+
 test: install-dev install-local install-browser
 	$(BIN)/mypy
 	$(BIN)/ragkit components --json > /dev/null
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) $(INDEX) .ragkit
+	rm -rf $(VENV) $(INDEX) $(DOCS_INDEX) .ragkit

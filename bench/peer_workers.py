@@ -266,8 +266,10 @@ class Haystack:
 
     def ingest(self) -> dict[str, Any]:
         from haystack import Document
-        from haystack_integrations.components.embedders.sentence_transformers import SentenceTransformersDocumentEmbedder
         from haystack.document_stores.in_memory import InMemoryDocumentStore
+        from haystack_integrations.components.embedders.sentence_transformers import (
+            SentenceTransformersDocumentEmbedder,
+        )
 
         passages = load_passages(self.args)
         t, c = time.perf_counter(), cpu_s()
@@ -289,10 +291,12 @@ class Haystack:
 
     def open(self):  # type: ignore[no-untyped-def]
         from haystack import Pipeline
-        from haystack_integrations.components.embedders.sentence_transformers import SentenceTransformersTextEmbedder
         from haystack.components.joiners import DocumentJoiner
         from haystack.components.retrievers.in_memory import InMemoryBM25Retriever, InMemoryEmbeddingRetriever
         from haystack.document_stores.in_memory import InMemoryDocumentStore
+        from haystack_integrations.components.embedders.sentence_transformers import (
+            SentenceTransformersTextEmbedder,
+        )
 
         store = InMemoryDocumentStore.load_from_disk(str(self.index / "store.json"))
         text_embedder = SentenceTransformersTextEmbedder(

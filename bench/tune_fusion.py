@@ -36,7 +36,7 @@ from ragkit.config import ConvexConfig, PipelineConfig, RRFConfig  # noqa: E402
 from ragkit.eval.datasets import load_beir  # noqa: E402
 from ragkit.eval.metrics import Qrels, Run, evaluate, evaluate_per_query  # noqa: E402
 from ragkit.eval.retrieval import _doc_run, beir_documents, select_queries  # noqa: E402
-from ragkit.retrieval.fusion import fuse, min_max  # noqa: E402
+from ragkit.retrieval.fusion import fuse  # noqa: E402
 
 DEPTH = 300
 METRIC = "ndcg@10"

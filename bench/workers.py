@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,8 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
 from corpus import TextGenerator  # noqa: E402
+
+from ragkit.protocols import Embedder  # noqa: E402
 
 DIM = 384
 
@@ -59,7 +60,7 @@ def pipeline_config(overrides: dict[str, Any] | None = None):  # type: ignore[no
 # --- synthetic dense vectors ----------------------------------------------------------------
 
 
-class SyntheticEmbedder:
+class SyntheticEmbedder(Embedder):
     """Stands in for MiniLM where encoding every chunk on 2 cores would take hours.
 
     Random unit vectors drawn around `n/100` random centres (each vector: its centre plus
@@ -244,9 +245,10 @@ def make_random_cross_encoder(path: Path) -> Path:
 
 
 def phase_query(args: dict[str, Any]) -> dict[str, Any]:
+    from ragkit.retrieval.hybrid import HybridRetriever
+
     from ragkit.api import RAG
     from ragkit.config import CrossEncoderRerankConfig, NoRerankConfig
-    from ragkit.retrieval.hybrid import HybridRetriever
     from ragkit.retrieval.rerank import make_reranker
     from ragkit.schema import Trace
 

@@ -40,6 +40,7 @@ from ragkit.indexes.maintenance import (
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.writer import WriteStats, write_generation
 from ragkit.loaders import LoadedFile, discover, load_file, supported_extensions
+from ragkit.loaders.duplicates import Duplicate, DuplicateFilter
 from ragkit.progress import Progress
 from ragkit.protocols import ChatModel, Embedder, Fusion, Generated, QueryTransform, Reranker, SparseBackend
 from ragkit.retrieval.chat import CachedChatModel
@@ -78,6 +79,9 @@ class IngestReport(BaseModel):
     removed: list[str] = Field(
         default_factory=list, description="ids removed: rows gone from re-loaded files, and pruned documents"
     )
+    duplicates: list[Duplicate] = Field(
+        default_factory=list, description="files not indexed: same content as another file (ragkit/loaders/duplicates.py)"
+    )
 
     @property
     def ok(self) -> bool:
@@ -90,6 +94,7 @@ class IngestReport(BaseModel):
             "files_failed": [f.model_dump() for f in self.failures],
             "files_skipped": [f.model_dump() for f in self.skipped],
             "documents_removed": self.removed,
+            "duplicates": [d.model_dump() for d in self.duplicates],
             **self.index.model_dump(),
         }
 
@@ -131,7 +136,8 @@ class QueryStream:
             generated = self._finish()
             warn_if_uncited(generated, self.hits, self.trace)
             self._answer = Answer(
-                text=generated.text, citations=generated.citations, hits=self.hits, trace=self.trace
+                text=generated.text, citations=generated.citations, hits=self.hits, trace=self.trace,
+                related=generated.related,
             )
         return self._answer
 
@@ -188,7 +194,10 @@ class RAG:
 
     @cached_property
     def generator(self) -> Generator:
-        return make_generator(self.config.generator, self.embedder, self.analyzer)
+        # The extractive generator reuses the sentences (and their vectors) stored at ingest.
+        return make_generator(
+            self.config.generator, self.embedder, self.analyzer, sentences=lambda: self.snapshot().sentences
+        )
 
     @cached_property
     def chat_model(self) -> ChatModel | None:
@@ -241,6 +250,7 @@ class RAG:
         documents: list[Document] = []
         files_ok = 0
         removed: list[str] = []
+        duplicates = DuplicateFilter(found.files)  # same content from two paths: indexed once
 
         def loaded_documents() -> Iterator[Document]:
             # Files are parsed by background threads, in order, while the writer chunks and
@@ -251,12 +261,13 @@ class RAG:
                 failures.extend(loaded.failures)
                 files_ok += bool(loaded.documents)
                 progress.advance(FILES, 1, failed=int(not loaded.documents and bool(loaded.failures)))
-                yield from loaded.documents
+                yield from duplicates.filter(loaded.documents)
             progress.finish(FILES)
+            yield from duplicates.finish()
 
         def to_remove() -> list[str]:  # called by the writer once every file is loaded
             removed.extend(ids_to_remove(self.index_dir, documents, failures, paths, prune))
-            return removed
+            return removed + [d.source for d in duplicates.duplicates]  # indexed by an earlier ingest
 
         chunker = make_chunker(self.config.chunker)
         with writer_lock(self.index_dir):
@@ -269,6 +280,7 @@ class RAG:
             skipped=list(found.skipped),
             index=stats,
             removed=removed,
+            duplicates=duplicates.duplicates,
         )
 
     def ingest_documents(
@@ -359,7 +371,9 @@ class RAG:
         with trace.stage("generate"):
             generated = self.generator.generate(question, hits, trace)
         warn_if_uncited(generated, hits, trace)
-        return Answer(text=generated.text, citations=generated.citations, hits=hits, trace=trace)
+        return Answer(
+            text=generated.text, citations=generated.citations, hits=hits, trace=trace, related=generated.related
+        )
 
     def query_stream(
         self, question: str, top_k: int | None = None, filter: FilterSpec | None = None

@@ -205,6 +205,11 @@ def _print_ingest_summary(report: IngestReport, index: Path) -> None:
         out.print(f"    - {failure.path}: {failure.reason}", markup=False, highlight=False, soft_wrap=True)
     if report.skipped:
         out.print(f"  files skipped: {len(report.skipped)} (unsupported type)")
+    if report.duplicates:
+        out.print(f"  duplicates:    {len(report.duplicates)} not indexed (same content as another file)")
+        for dup in report.duplicates:
+            line = f"    - {dup.source}: duplicate of {dup.duplicate_of} ({dup.reason})"
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
     out.print(
         f"  documents:     {stats.documents_added} added, {stats.documents_updated} updated, "
         f"{stats.documents_unchanged} unchanged, {stats.documents_deleted} removed "
@@ -296,6 +301,10 @@ def _stream_answer(
 
 
 def _print_sources(answer: Answer) -> None:
+    if answer.related:  # an "I don't know": what came closest, clearly not as sources
+        out.print("\n[bold]Related, not answering[/]")
+        for c in answer.related:
+            out.print(f"  - {c.source} (chars {c.start}-{c.end})", markup=False, highlight=False)
     if answer.citations:
         out.print("\n[bold]Sources[/]")
         for c in answer.citations:
@@ -717,6 +726,67 @@ def eval_suite(
             out.print(f"  {mark} {check.describe()}", markup=False, highlight=False, style=None if check.passed else "bold red")
         verdict = "PASSED" if result.passed else f"FAILED ({len(result.failures)} threshold checks)"
         out.print(f"suite {result.suite}: {verdict} in {result.duration_s:.0f} s; report in {result.report_dir}/", highlight=False)
+    raise typer.Exit(0 if result.passed else 1)
+
+
+@eval_app.command("qa")
+def eval_qa(
+    dataset: Annotated[Path, typer.Argument(help="BEIR directory whose queries.jsonl rows carry \"answers\".")],
+    pipeline: PipelineOption = None,
+    max_queries: Annotated[int | None, typer.Option("--max-queries", min=1, help="The first N questions with answers.")] = None,
+    unanswerable: Annotated[
+        float,
+        typer.Option("--unanswerable", min=0.0, max=0.99, help="Remove the gold passages of this share of the questions; score abstention on them."),
+    ] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Which questions become unanswerable.")] = 0,
+    report: Annotated[Path | None, typer.Option("--report", help="Write a Markdown report (and FILE.json with every answer).")] = None,
+    minimum: Annotated[list[str] | None, typer.Option("--min", help="Gate: METRIC=VALUE must hold (repeatable); exit 1 if not.")] = None,
+    maximum: Annotated[list[str] | None, typer.Option("--max", help="Gate: METRIC=VALUE at most (repeatable).")] = None,
+    split: Annotated[str, typer.Option("--split", help="qrels split (qrels/<split>.tsv).")] = "test",
+    as_json: JsonOption = False,
+) -> None:
+    """Answer DATASET's questions end to end; report answer_in_context@k, containment, token F1,
+    citation precision, abstention and per-stage times (see ragkit/eval/qa.py).
+
+    Exit code: 0 ok (every --min/--max holds); 1 a gate failed; 2 bad input.
+    """
+    from ragkit.eval.qa import evaluate_qa, gate, markdown_report, parse_bounds
+
+    progress = Progress("eval qa")
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        counter = progress.counter(stage, "questions", total)
+        progress.advance(stage, done - counter.done)
+
+    with command_errors(as_json):
+        minimums, maximums = parse_bounds(minimum or [], "--min"), parse_bounds(maximum or [], "--max")
+        config = load_pipeline(pipeline) if pipeline else PipelineConfig()
+        with show_progress(progress, as_json):
+            result = evaluate_qa(
+                dataset, config, max_queries=max_queries, unanswerable=unanswerable, seed=seed, split=split,
+                on_progress=on_progress,
+            )
+    gate(result, minimums, maximums)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(markdown_report(result), encoding="utf-8")
+        report.with_suffix(".json").write_text(json.dumps(result.model_dump(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if as_json:
+        print_json(result.summary_dict())
+    else:
+        out.print(
+            f"[bold]QA[/] {result.dataset} · pipeline {result.pipeline} · {result.questions} questions "
+            f"({result.unanswerable} unanswerable) · top {result.k}",
+            highlight=False,
+        )
+        for name, value in result.metrics.items():
+            out.print(f"  {name:<24} {'n/a' if value is None else f'{value:.4f}'}", highlight=False)
+        stages = ", ".join(f"{stage} {v['p50']:.1f}" for stage, v in result.stage_ms.items())
+        out.print(f"  p50 ms per stage: {stages}", highlight=False)
+        for check in result.gate:
+            out.print(f"  {'PASS' if check.passed else 'FAIL'} {check.describe()}", markup=False, highlight=False)
+        if report is not None:
+            out.print(f"  report: {report}", highlight=False)
     raise typer.Exit(0 if result.passed else 1)
 
 

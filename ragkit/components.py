@@ -81,7 +81,7 @@ STAGE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
     "reranker": ("chat",),  # the pipeline's ChatModel, or None
     "query_transform": ("chat",),
     "chat_model": (),
-    "generator": ("embedder", "analyzer"),
+    "generator": ("embedder", "analyzer", "sentences"),  # sentences: () -> stored SentenceIndex, or None
     "answer_metric": ("embedder",),
 }
 

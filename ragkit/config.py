@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # the built-in components, for static typing; at run time: th
     from ragkit.indexes.chroma import ChromaConfig
     from ragkit.indexes.embedder import SentenceTransformersEmbedderConfig
     from ragkit.indexes.faiss_dense import FaissConfig
+    from ragkit.loaders.html import HtmlLoaderConfig
     from ragkit.loaders.tabular import CsvLoaderConfig, JsonlLoaderConfig
     from ragkit.retrieval.convex import ConvexConfig
     from ragkit.retrieval.cross_encoder import CrossEncoderRerankConfig
@@ -106,6 +107,7 @@ class LoaderConfig(Strict):
     if TYPE_CHECKING:  # sections of the built-in loaders with options (at run time: the registry's)
         jsonl: JsonlLoaderConfig = Field(default_factory=JsonlLoaderConfig)
         csv: CsvLoaderConfig = Field(default_factory=CsvLoaderConfig)
+        html: HtmlLoaderConfig = Field(default_factory=HtmlLoaderConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -72,6 +72,19 @@ class Embedder(Protocol):
 
     def embed_query(self, text: str) -> np.ndarray: ...
 
+    def embed_with_tokens(
+        self,
+        texts: Sequence[str],
+        on_tokens: Callable[[int, np.ndarray, list[tuple[int, int]]], None],
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """`embed(texts)`, also handing each text's contextual token embeddings to
+        `on_tokens(i, token_embeddings [tokens, dim], character offsets of the tokens in texts[i])`,
+        so the writer pools sentence vectors from the same forward pass (ragkit/indexes/sentences.py).
+        This default (for embedders that subclass `Embedder`) gives no token embeddings: the
+        extractive generator then embeds sentences at query time."""
+        return self.embed(texts, on_batch)
+
 
 class VectorSearcher(Protocol):
     """Search over the vectors of ONE published generation (what a reader opened).
@@ -250,6 +263,8 @@ class ChatModel(Protocol):
 class Generated:
     text: str
     citations: list[Citation] = field(default_factory=list)
+    # With an "I don't know": chunks that were related to the question without answering it.
+    related: list[Citation] = field(default_factory=list)
 
 
 class AnswerStream(Protocol):

@@ -200,12 +200,15 @@ class Answer(BaseModel):
     citations: list[Citation] = Field(default_factory=list)
     hits: list[Hit] = Field(default_factory=list)
     trace: Trace = Field(default_factory=Trace)
+    # With an "I don't know": the chunks nearest to answering ("related, not answering"); never citations.
+    related: list[Citation] = Field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The public `ragkit query --json` shape (a stable contract; see README)."""
         return {
             "answer": self.text,
             "citations": [c.model_dump() for c in self.citations],
+            "related": [c.model_dump() for c in self.related],
             "hits": [
                 {
                     "chunk_id": h.chunk.id,

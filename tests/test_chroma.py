@@ -40,6 +40,7 @@ from ragkit.indexes.maintenance import verify_index
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.store import text_hash
 from ragkit.indexes.writer import write_generation
+from ragkit.protocols import Embedder
 from ragkit.schema import Chunk, Document
 
 BOOLQ = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "boolq-dev"
@@ -49,6 +50,10 @@ class CountingEmbedder(SentenceTransformerEmbedder):
     def __init__(self) -> None:
         super().__init__(PipelineConfig().dense.embedder)
         self.encoded: list[str] = []
+
+    def embed_with_tokens(self, texts, on_tokens, on_batch=None):  # type: ignore[no-untyped-def, override]
+        self.encoded.extend(texts)  # what the index writer calls (ragkit/indexes/sentences.py)
+        return super().embed_with_tokens(texts, on_tokens, on_batch)
 
     def embed(self, texts, on_batch=None):  # type: ignore[no-untyped-def, override]
         self.encoded.extend(texts)
@@ -307,7 +312,7 @@ def _ties_equal(a_ids: list[int], a_scores: np.ndarray, b_ids: list[int], b_scor
     return True
 
 
-class CachedEmbedder:
+class CachedEmbedder(Embedder):
     """The real bundled MiniLM, with its vectors kept in pytest's cache directory (keyed by text
     hash): embedding 2,000 passages costs about a minute on two cores, so it is done once."""
 

@@ -46,7 +46,7 @@ def index(tmp_path_factory):
 def test_query_json_has_the_documented_schema_and_cites_the_source(index):
     question = next(q for q in ANSWERABLE if q["id"] == "q14")  # Pluto's discovery
     payload = json.loads(ragkit("query", question["question"], "--index", str(index), "--json").stdout)
-    assert set(payload) == {"answer", "citations", "hits", "trace"}
+    assert set(payload) == {"answer", "citations", "related", "hits", "trace"}
     assert isinstance(payload["answer"], str) and payload["answer"]
     assert payload["citations"], "the answer must cite at least one context block"
     for citation in payload["citations"]:

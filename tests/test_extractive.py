@@ -88,7 +88,8 @@ def test_unknown_entity_means_i_dont_know(generator):
     trace = Trace()
     result = generator.generate("What is the orbital period of Proxima Centauri b?", hits_for(MARS, URANUS), trace)
     assert result.text == NO_ANSWER and result.citations == []
-    assert "never mentions 'Proxima', 'Centauri'" in trace.warnings[0]
+    assert "never mention 'centauri', 'proxima'" in trace.warnings[0]
+    assert [r.source for r in result.related]  # the near misses are named, not cited
 
 
 def test_unrelated_context_means_i_dont_know(generator):
@@ -105,3 +106,62 @@ def test_injected_instructions_do_not_change_the_answer(generator):
     attacked = generator.generate(question, hits_for(MARS, URANUS, injected), Trace())
     assert attacked.text == clean.text
     assert "PWNED" not in attacked.text
+
+
+# --- domain-free answer selection, on corpora unrelated to the sample data -----------------------
+
+TRAM = (
+    "The city council voted 31 to 14 on Wednesday to build a tram line from the central station to the "
+    "harbour district. The 6.2-kilometre line will have nine stops and is expected to carry 28,000 "
+    "passengers a day when it opens in 2029.\n\n"
+    "\"We have waited long enough,\" said Anna Berg, who chairs the transport committee."
+)
+PYDOCS = (
+    "random.choice(seq)\n\nReturn a random element from the non-empty sequence seq. If seq is empty, "
+    "raises IndexError.\n\n"
+    "exception ZeroDivisionError\n\nRaised when the second argument of a division or modulo operation is zero."
+)
+SOURDOUGH = (
+    "A starter is a culture of wild yeast living in flour and water. It must be fed twice a day with equal "
+    "weights of flour and water."
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("When will the tram line open?", "2029"),
+        ("How many stops will the tram line have?", "nine stops"),
+        ("Who chairs the transport committee?", "Anna Berg"),
+        ("Which exception is raised when dividing by zero?", "ZeroDivisionError"),
+        ("How do I pick a random element from a sequence?", "random.choice(seq)"),
+    ],
+)
+def test_generic_answer_types_on_unrelated_corpora(generator, question, expected):
+    result = generator.generate(question, hits_for(TRAM, PYDOCS), Trace())
+    assert expected in result.text, result.text
+    assert result.citations
+
+
+def test_a_pronoun_subject_brings_its_antecedent_or_is_skipped(generator):
+    result = generator.generate("How often must a sourdough starter be fed?", hits_for(SOURDOUGH), Trace())
+    assert "A starter is a culture of wild yeast living in flour and water. It must be fed twice a day" in result.text
+    # The same sentence at the start of a chunk has its subject in another chunk: never quoted alone.
+    cut = "It must be fed twice a day with equal weights of flour and water."
+    answer = generator.generate("How often must a sourdough starter be fed?", hits_for(cut), Trace())
+    assert not answer.text.startswith("It ")
+
+
+def test_a_question_asking_for_a_type_the_context_lacks_is_not_answered(generator):
+    trace = Trace()
+    result = generator.generate("In what year was the sourdough starter first fed?", hits_for(SOURDOUGH), trace)
+    assert result.text == NO_ANSWER
+    assert result.related and result.related[0].source == "data/d0.md"
+    assert "states a date" in trace.warnings[0]
+
+
+def test_choice_questions_expect_one_of_their_options():
+    assert expected_answer_types("Which magazine was started first, Arthur's Magazine or First for Women?") == []
+    assert expected_answer_types("In what city is the head office?") == ["name"]
+    assert expected_answer_types("Which exception is raised when dividing by zero?") == ["name"]
+    assert expected_answer_types("What does it do when it rains?") == []

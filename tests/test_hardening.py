@@ -25,6 +25,7 @@ from ragkit.errors import TargetError
 from ragkit.indexes.filters import FilterError, MetadataFilter
 from ragkit.indexes.layout import IndexDamaged, read_current
 from ragkit.indexes.maintenance import match_documents, prune_candidates, verify_index
+from ragkit.protocols import Embedder
 from ragkit.redaction import redact
 from ragkit.schema import Document
 
@@ -104,7 +105,7 @@ def test_lone_surrogate_row_is_cleaned_and_the_rest_indexed(tmp_path: Path) -> N
     assert Document(id="i", source="s", text="a \ud83d\ude00 b").text == "a \U0001f600 b"  # a split pair is joined
 
 
-class _RefusingEmbedder:
+class _RefusingEmbedder(Embedder):
     """The real model, refusing one text: stands in for an embedder bug no input check foresees."""
 
     def __init__(self, inner, poison: str) -> None:  # type: ignore[no-untyped-def]

@@ -168,6 +168,6 @@ def test_cli_query_stream_json_lines(llama_server: LlamaServer, data_index: Path
     *deltas, final = events
     assert len(deltas) > 1 and all(e["event"] == "delta" and e["text"] for e in deltas)
     assert final["event"] == "answer"
-    assert set(final) == {"event", "answer", "citations", "hits", "trace"}
+    assert set(final) == {"event", "answer", "citations", "related", "hits", "trace"}
     assert "".join(e["text"] for e in deltas).strip() and final["answer"].strip()
     assert len(final["hits"]) == 3

@@ -127,7 +127,7 @@ def test_cli_stream_json_lines(server: FakeOpenAIServer, index: Path, tmp_path: 
     # deltas arrive as the model writes them, [n] already numbered as in the final answer
     assert "".join(e["text"] for e in events[:-1]) == "The Louvre opened in 1793 [1]."
     final = events[-1]
-    assert final["event"] == "answer" and set(final) == {"event", "answer", "citations", "hits", "trace"}
+    assert final["event"] == "answer" and set(final) == {"event", "answer", "citations", "related", "hits", "trace"}
     assert final["answer"] == "The Louvre opened in 1793 [1]."  # the [9] no block backs is dropped
     assert any("dropped citation [9]" in w for w in final["trace"]["warnings"])
 

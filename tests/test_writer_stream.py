@@ -20,6 +20,7 @@ from ragkit.indexes.maintenance import verify_index
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
+from ragkit.protocols import Embedder
 from ragkit.schema import Document
 
 # batch_size 1 -> the writer encodes in blocks of 32 texts
@@ -33,7 +34,7 @@ def vector(text: str) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-class HashEmbedder:
+class HashEmbedder(Embedder):
     model_id = "hash"
     dim = DIM
     loaded = True

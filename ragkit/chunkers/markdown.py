@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ragkit.chunkers.recursive import ChunkerConfigBase, ChunkMetadata, TokenIndex, split_spans
+from ragkit.chunkers.recursive import ChunkerConfigBase, ChunkMetadata, TokenIndex, code_blocks, split_spans
 from ragkit.chunkers.tokens import load_tokenizer
 from ragkit.components import register
 from ragkit.schema import Chunk, Document
@@ -94,6 +94,31 @@ def markdown_headings(text: str, max_level: int = 6) -> list[tuple[int, int, int
     return headings
 
 
+def markdown_code_blocks(text: str) -> list[tuple[int, int, str | None]]:
+    """(start, end, language) of each fenced code block, fences included; the language is the
+    first word of the opening fence's info string (```python -> "python")."""
+    blocks: list[tuple[int, int, str | None]] = []
+    pos = 0
+    fence: str | None = None
+    start, language = 0, None
+    for line in text.split("\n"):
+        line_end = pos + len(line)
+        stripped = line.rstrip("\r")
+        match = _FENCE.match(stripped)
+        if fence is None:
+            if match and not (match.group(1)[0] == "`" and "`" in stripped[match.end() :]):
+                fence, start = match.group(1), pos
+                info = stripped[match.end() :].strip().split()
+                language = info[0].strip("{}.").lower() or None if info else None
+        elif match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence) and not stripped[match.end() :].strip():
+            blocks.append((start, line_end, language))
+            fence = None
+        pos = line_end + 1
+    if fence is not None:  # unclosed: the block runs to the end of the document
+        blocks.append((start, len(text), language))
+    return blocks
+
+
 def _skip_front_matter(lines: list[str]) -> int:
     """Index of the first line after a leading YAML front matter block (0 if there is none)."""
     if not lines or lines[0].rstrip("\r") != "---":
@@ -154,22 +179,24 @@ class MarkdownChunker:
 
     def chunk(self, document: Document) -> list[Chunk]:
         text = document.text
+        headings: list[tuple[int, int, int, str]] | None
         if is_markdown(document):
             headings = markdown_headings(text, self.config.max_heading_level)
-        elif document.metadata.get("headings"):
-            headings = loader_headings(document, self.config.max_heading_level)
+            blocks = markdown_code_blocks(text)
         else:
-            headings = None
+            headings = loader_headings(document, self.config.max_heading_level) if document.metadata.get("headings") else None
+            blocks = code_blocks(document)
+        whole = [(a, b) for a, b, _ in blocks]
         index = TokenIndex(text, self.tokenizer)
-        meta = ChunkMetadata(document)
+        meta = ChunkMetadata(document, blocks)
         size, overlap = self.config.chunk_size, self.config.chunk_overlap
         if headings is None:  # exactly the recursive chunker's output
-            spans = split_spans(index, 0, len(text), size, overlap)
+            spans = split_spans(index, 0, len(text), size, overlap, keep_whole=whole)
             return [Chunk.from_span(document, a, b, meta.for_span(a, b)) for a, b in spans]
         chunks = []
         for section in sections(text, headings):
             head_end = section.head_end if section.head_end > section.start else None
-            for a, b in split_spans(index, section.start, section.end, size, overlap, head_end):
+            for a, b in split_spans(index, section.start, section.end, size, overlap, head_end, whole):
                 metadata: dict[str, Any] = meta.for_span(a, b)
                 metadata["headings"] = list(section.headings)
                 chunks.append(Chunk.from_span(document, a, b, metadata))

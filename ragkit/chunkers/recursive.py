@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -77,21 +78,35 @@ def split_spans(
     chunk_size: int,
     chunk_overlap: int,
     head_end: int | None = None,
+    keep_whole: Sequence[tuple[int, int]] = (),
 ) -> list[tuple[int, int]]:
     """(start, end) spans of the chunks of text[start:end], whitespace trimmed off both edges.
 
     `head_end` marks a heading that should share the first chunk with what follows it: the
     rest of the range is cut into pieces small enough to fit next to the heading.
+    `keep_whole` are (start, end) ranges (code blocks) never cut, nor overlapped into, when
+    they fit in `chunk_size`; longer ones are cut like any text.
     """
-    return _Splitter(index, chunk_size, chunk_overlap).split(start, end, head_end)
+    return _Splitter(index, chunk_size, chunk_overlap, keep_whole).split(start, end, head_end)
 
 
 class _Splitter:
-    def __init__(self, index: TokenIndex, size: int, overlap: int) -> None:
+    def __init__(
+        self, index: TokenIndex, size: int, overlap: int, keep_whole: Sequence[tuple[int, int]] = ()
+    ) -> None:
         self.index = index
         self.text = index.text
         self.size = size
         self.overlap = overlap
+        before = index.before
+        whole = sorted((a, b) for a, b in keep_whole if a < b and before(b) - before(a) <= size)
+        self.whole_starts = [a for a, _ in whole]
+        self.whole_ends = [b for _, b in whole]
+
+    def _inside_whole(self, pos: int) -> bool:
+        """Whether `pos` lies strictly inside a range that must stay whole."""
+        i = bisect_left(self.whole_starts, pos) - 1
+        return i >= 0 and pos < self.whole_ends[i]
 
     # --- cutting a range into pieces that each fit the budget -------------------------------
 
@@ -107,7 +122,8 @@ class _Splitter:
             starts = self.index.starts
             last = start
             for i in range(bisect_right(starts, start), before(end)):
-                if starts[i] != last:  # several tokens can share an offset (byte fallback)
+                # several tokens can share an offset (byte fallback)
+                if starts[i] != last and not self._inside_whole(starts[i]):
                     out.append(starts[i])
                     last = starts[i]
             return
@@ -116,7 +132,7 @@ class _Splitter:
             cut = match.end()
             if cut >= end:
                 break
-            if cut <= piece:
+            if cut <= piece or self._inside_whole(cut):
                 continue
             self._cut(piece, cut, budget, level + 1, out)
             out.append(cut)
@@ -248,6 +264,8 @@ class _Splitter:
         word_start = None
         for match in _WORD_START.finditer(self.text, lowest, b):
             q = match.start()
+            if self._inside_whole(q):
+                continue  # never start a chunk in the middle of a code block
             if _is_sentence_start(self.text, q, a):
                 return q
             if word_start is None:
@@ -279,11 +297,24 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
 # --- chunk metadata ------------------------------------------------------------------------
 
 
-class ChunkMetadata:
-    """Per-document metadata every chunk carries: `title`, and `page`/`pages` for PDFs."""
+def code_blocks(document: Document) -> list[tuple[int, int, str | None]]:
+    """(start, end, language) of the code blocks a loader recorded (`metadata["code_blocks"]`)."""
+    found = []
+    for block in document.metadata.get("code_blocks") or []:
+        start, end = int(block["start"]), int(block["end"])
+        if 0 <= start < end <= len(document.text):
+            found.append((start, end, block.get("language") or None))
+    return sorted(found)
 
-    def __init__(self, document: Document) -> None:
+
+class ChunkMetadata:
+    """Per-document metadata every chunk carries: `title`, `page`/`pages` for PDFs, and
+    `code_language` (the language of the first code block it holds, when known)."""
+
+    def __init__(self, document: Document, blocks: list[tuple[int, int, str | None]] | None = None) -> None:
         self.title = document.metadata.get("title")
+        self.code = [b for b in (code_blocks(document) if blocks is None else blocks) if b[2]]
+        self.code_starts = [b[0] for b in self.code]
         pages = document.metadata.get("pages") or []
         self.pages = sorted(
             ((int(p["start"]), int(p["end"]), p["page"]) for p in pages), key=lambda p: p[0]
@@ -299,6 +330,11 @@ class ChunkMetadata:
         metadata: dict[str, Any] = {}
         if self.title is not None:
             metadata["title"] = self.title
+        if self.code:
+            i = bisect_right(self.code_starts, start) - 1
+            i = i if i >= 0 and self.code[i][1] > start else i + 1
+            if i < len(self.code) and self.code[i][0] < end:
+                metadata["code_language"] = self.code[i][2]
         if self.pages:
             lo = bisect_right(self.reach, start)
             hi = bisect_left(self.page_starts, end)
@@ -320,8 +356,10 @@ class RecursiveChunker:
 
     def chunk(self, document: Document) -> list[Chunk]:
         index = TokenIndex(document.text, self.tokenizer)
-        meta = ChunkMetadata(document)
+        blocks = code_blocks(document)
+        meta = ChunkMetadata(document, blocks)
         spans = split_spans(
-            index, 0, len(document.text), self.config.chunk_size, self.config.chunk_overlap
+            index, 0, len(document.text), self.config.chunk_size, self.config.chunk_overlap,
+            keep_whole=[(a, b) for a, b, _ in blocks],
         )
         return [Chunk.from_span(document, a, b, meta.for_span(a, b)) for a, b in spans]

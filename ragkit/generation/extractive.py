@@ -1,35 +1,42 @@
 """The offline default generator: answers with the best-supported sentences of the top chunks.
 
-Classic extractive QA, with no model beyond the bundled embedder:
+Classic extractive QA, with no model beyond the bundled embedder, and nothing tied to a corpus:
 
-1. Segment each retrieved chunk into quotable sentences (soft-wrapped lines joined; headings,
-   tables, titles and sentences cut by chunk boundaries left out).
-2. Refuse early when the question names something (a capitalised or alphanumeric term such as
-   "Proxima" or "TRAPPIST-1") that occurs nowhere in the retrieved context: no sentence of it
-   can be about that thing.
-3. Score every sentence's support for the question:
-       support = 0.65 * cosine(question, sentence)                  (bundled embedding model)
-               + 0.35 * lexical overlap of question terms with the sentence, counting terms
-                 found only in the previous sentence at half weight (so "Herschel spotted
-                 *it* in 1781" still connects to "Uranus" one sentence earlier)
-               + 0.15 * share of the expected answer types present and new to the question
-                 (a date for when/what year, a name for who, a number for how many/how long…)
-   Semantic similarity of a sentence with a pronoun is the better of the sentence alone and
-   the sentence together with its previous one.
-4. Quote the best sentences (at most `max_sentences`, each within 0.15 of the best,
+1. **Sentences** of each retrieved chunk come from the index (segmented and embedded once, at
+   ingest: ragkit/indexes/sentences.py), so a warm query only embeds the question (and the
+   embedder remembers the one retrieval just embedded). Chunks without stored sentences (an older
+   index) are segmented and embedded here.
+2. **What the question asks**: its key terms (the sparse analyzer's terms), the names and codes
+   it mentions (capitalised words after the first, alphanumeric terms such as "TRAPPIST-1"), and
+   the answer type its wording expects, by generic cues only: *date* (when, what year/decade/...),
+   *number* (how many/much/long/..., what percentage/population/...), *name* (who/whom/whose,
+   which/what + noun, where: a capitalised name, code or number the question does not contain).
+3. **Support** of each sentence:
+       0.60 * cosine(question, sentence)
+     + 0.40 * share of the key terms in the sentence (terms only in the sentence before, the
+              label line it explains, or the chunk's section headings count half)
+     + 0.15 * share of the expected answer types present and new to the question
+4. **Quoting**: the best sentences (at most `max_sentences`, within 0.15 of the best,
    near-duplicates skipped) in reading order, each run of neighbouring sentences followed by
-   the `[n]` of its chunk; a sentence that scored best together with its previous sentence is
-   quoted with it. Below `min_support` the answer is "I don't know".
+   the `[n]` of its chunk. A sentence that starts mid-thought (a pronoun subject, "However,",
+   "This") is quoted with the sentence before it, or skipped when that sentence is not in the
+   chunk; a sentence explaining a label line (an API signature, a glossary term) is quoted with it.
+5. **Abstention that tells the truth**: the answer must address what was asked. "I don't know"
+   when the best support is below `min_support`; when the question expects a type of answer and
+   no well-supported sentence holds one; or when the quoted sentences' chunks never mention a
+   name the question asks about. Then the best near-misses are returned as `related` sources
+   ("related, not answering"), never as citations.
 
 Text is only ever copied from the context, so instructions inside documents cannot change what
-the generator does.
+the generator does. The weights and `min_support` were calibrated on HaluEval QA with 20 % of the
+questions made unanswerable, and checked on the sample questions (scripts/calibrate_extractive.py).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -39,69 +46,109 @@ from ragkit.components import ComponentConfig, register
 from ragkit.generation.citations import resolve_citations
 from ragkit.generation.prompt import NO_ANSWER
 from ragkit.generation.stream import AnswerStream
+from ragkit.indexes.sentences import ChunkSentences, SentenceIndex, SentenceSpan, display, segment
+from ragkit.indexes.store import text_hash
 from ragkit.protocols import ChatModel, Embedder, Generated
-from ragkit.schema import Hit, Trace
+from ragkit.schema import Citation, Hit, Trace
 
-SEMANTIC_WEIGHT = 0.65
-LEXICAL_WEIGHT = 0.35
+SEMANTIC_WEIGHT = 0.60
+LEXICAL_WEIGHT = 0.40
 ANSWER_TYPE_WEIGHT = 0.15
-PREVIOUS_SENTENCE_WEIGHT = 0.5
+CONTEXT_TERM_WEIGHT = 0.5  # a key term found only next to the sentence (previous sentence, label, headings)
 SELECTION_MARGIN = 0.15  # further sentences must be nearly as well supported as the best
 DUPLICATE_COSINE = 0.92
+RELATED_SOURCES = 3
+MAX_MISSING_ENTITIES = 0.67  # abstain when more than this share of the names asked about is not there
+ENTITY_PENALTY = 0.2
 
-# Sentence ends: ., ! or ? (plus closing quotes/brackets) followed by whitespace. Initials and
-# common abbreviations ("John F. Kennedy", "Mt. Everest") are re-joined afterwards.
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+")
-_ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:Dr|Mr|Mrs|Ms|St|Mt|Jr|Sr|vs|etc|approx|No|Fig|e\.g|i\.e))\.$")
-_TERMINAL = re.compile(r"[.!?][\"')\]]*$")
-_LIST_MARKER = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
-_MIN_WORDS = 4
-
-
-@dataclass
-class Sentence:
-    block: int  # 1-based context block (= citation number)
-    text: str
-    previous: str = ""  # the sentence before it in the same chunk, for coreference
-
-
-_PRONOUN = re.compile(r"\b(?:it|its|he|his|him|she|her|they|their|them|this|these)\b", re.I)
-_YEAR_OR_MONTH = re.compile(
-    r"\b(?:1\d{3}|20\d{2})\b|\b(?:January|February|March|April|May|June|July|August|September|"
-    r"October|November|December)\b"
+# English function words: a sentence opening with one of these continues the one before it.
+_NEEDS_ANTECEDENT = re.compile(
+    r"^(?:it|its|he|his|him|she|her|they|their|them|this|these|those|that|such|there|here|"
+    r"however|but|also|although|though|furthermore|moreover|therefore|thus|hence|instead|"
+    r"otherwise|then|still|yet|and|or|so|nevertheless|meanwhile|likewise|similarly|additionally|"
+    r"besides|consequently|accordingly|in addition|as a result|in contrast|on the other hand|"
+    r"for example|for instance|in this|in that|after this|after that|before this|at that time)\b",
+    re.IGNORECASE,
 )
-_NUMBER = re.compile(r"\d")
-_CAPITALISED = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][\w'-]*")
-_ENTITY = re.compile(r"\b(?:[A-Z][\w'-]*|\w*\d\w*(?:-\w+)*)\b")
+_PRONOUN = re.compile(r"\b(?:it|its|he|his|him|she|her|they|their|them|this|these)\b", re.IGNORECASE)
+_MONTHS = (
+    "January|February|March|April|May|June|July|August|September|October|November|December|"
+    "Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec"
+)
+_DATE = re.compile(
+    rf"\b(?:1\d{{3}}|20\d{{2}})s?\b|\b(?:{_MONTHS})\.?\b|\b\d{{1,2}}(?:st|nd|rd|th)\s+century\b|"
+    r"\b\d{4}-\d{2}-\d{2}\b|\b(?:spring|summer|autumn|fall|winter)\b",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(
+    r"\d[\d,.]*|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+    r"forty|fifty|hundred|thousand|million|billion|dozen|half|once|twice)\b",
+    re.IGNORECASE,
+)
+# A name by shape: a capitalised word not opening the sentence, an acronym, or a code with digits.
+_UPPER = "A-ZÀ-ÖØ-Þ\u0100-\u017f\u0391-\u03a9\u0410-\u042f"  # Latin, Latin-1/Extended-A, Greek, Cyrillic capitals
+_NAME = re.compile(
+    rf"(?<!^)(?<![.!?]\s)\b[{_UPPER}][\w'’&.-]*|\b[{_UPPER}]{{2,}}\b|\b(?=\w*[^\W\d_])(?=\w*\d)\w+(?:-\w+)*\b"
+)
+_ENTITY = re.compile(rf"\b(?:[{_UPPER}][\w'’-]*|\w*\d\w*(?:-\w+)*)\b")
+_QUESTION_WORDS = frozenset(
+    "who whom whose what when where which why how is are was were did does do can could will would "
+    "should has have had i in on at of the a an name".split()
+)
+_NOT_A_NOUN = (
+    r"(?:is|was|are|were|do|does|did|can|could|will|would|should|has|have|had|it|its|they|he|she|you|we|"
+    r"i|this|that|these|those|a|an|the|kind|type|sort|year|date|day|month|century|decade|number|amount|"
+    r"percentage|population|age|else)\b"
+)
 _EXPECTS = {
     "date": re.compile(
-        r"\bwhen\b|\b(?:what|which|in what|on what)\s+(?:year|date|day|month|century)\b", re.I
+        r"(?:^|[,;:]\s*|\band\s+|\bor\s+)when\b|"
+        r"\b(?:what|which)\s+(?:year|date|day|month|century|decade|era|period)\b|\bhow\s+long\s+ago\b",
+        re.IGNORECASE,
     ),
-    "name": re.compile(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhich\s+(?:astronomer|scientist|person|"
-                       r"astronaut|spacecraft|mission|probe|rover|moon|planet|country)\b|\bwhat was the name\b", re.I),
     "number": re.compile(
-        r"\bhow\s+(?:many|much|long|far|high|big|large|old|often|fast|hot|cold|deep|wide|heavy|tall)\b|"
-        r"\bwhat\s+is\s+(?:the\s+)?(?:\w+\s+)?(?:diameter|distance|mass|temperature|period|speed|size|"
-        r"height|radius|density|length)\b",
-        re.I,
+        r"\bhow\s+(?:many|much|long|far|high|big|large|old|often|fast|hot|cold|deep|wide|heavy|tall|"
+        r"small|low|short)\b|"
+        r"\bwhat\s+(?:is\s+|was\s+|are\s+|were\s+)?(?:the\s+)?(?:\w+\s+)?(?:number|amount|percentage|percent|"
+        r"population|age|length|height|distance|size|area|speed|temperature|mass|weight|depth|duration|"
+        r"cost|price|capacity|count|total|rate)\b",
+        re.IGNORECASE,
+    ),
+    # A name, place or title: who/whom/whose/where, "what is the name", or "which/what + noun".
+    "name": re.compile(
+        rf"\bwho\b|\bwhom\b|\bwhose\b|(?:^|[,;:]\s*|\band\s+)where\b|\bwhat\s+(?:is|was|are|were)\s+(?:the\s+)?name\b|"
+        rf"\b(?:which|what)\s+(?!{_NOT_A_NOUN})\w+",
+        re.IGNORECASE,
     ),
 }
+_CHOICE = re.compile(r"\b(?:which|who|what)\b[^?]*\bor\b", re.IGNORECASE)
+# Yes/no questions expect no particular type: the sentence stating the fact is the answer.
+_YES_NO = re.compile(r"^\s*(?:is|are|was|were|do|does|did|can|could|has|have|had|will|would|should)\b", re.IGNORECASE)
 
 
 def expected_answer_types(question: str) -> list[str]:
     """Which kinds of fact would answer the question (date, name, number); may be several."""
-    return [kind for kind, pattern in _EXPECTS.items() if pattern.search(question)]
+    if _CHOICE.search(question):
+        return []  # "which came first, A or B?": the answer is one of the names it already gives
+    if _YES_NO.match(question) and not re.search(r"\b(?:who|when|where|which|how many|how much)\b", question, re.I):
+        return []
+    found = [kind for kind, pattern in _EXPECTS.items() if pattern.search(question)]
+    if "date" in found and "name" in found and not re.search(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhere\b", question, re.I):
+        found.remove("name")  # "in what year" is a date, not a name
+    if "number" in found and "name" in found and not re.search(r"\bwho\b|\bwhom\b|\bwhose\b|\bwhere\b", question, re.I):
+        found.remove("name")
+    return found
 
 
-def _has_new(kind: str, sentence: str, question_lower: str) -> bool:
-    """Does `sentence` contain a `kind` of fact that the question itself does not state?"""
+def _new_facts(kind: str, text: str, question_lower: str) -> bool:
+    """Does `text` contain a `kind` of fact that the question itself does not state?"""
     if kind == "date":
-        found = _YEAR_OR_MONTH.findall(sentence)
+        found = _DATE.findall(text)
     elif kind == "number":
-        found = re.findall(r"\d[\d,.]*", sentence)
+        found = _NUMBER.findall(text)
     else:
-        found = _CAPITALISED.findall(sentence)
-    return any(item.lower() not in question_lower for item in found)
+        found = _NAME.findall(text)
+    return any(item.lower().rstrip(".") not in question_lower for item in found)
 
 
 def question_entities(question: str) -> list[str]:
@@ -115,105 +162,57 @@ def question_entities(question: str) -> list[str]:
     ]
 
 
-_QUESTION_WORDS = {"who", "what", "when", "where", "which", "why", "how", "is", "was", "did", "does", "i"}
-
-
-def _is_title(line: str) -> bool:
-    """Headings, table rows and ALL-CAPS title lines stand alone, never soft-wrapped into text."""
-    return line.startswith(("#", "|", "```")) or (line.upper() == line and sum(c.isalpha() for c in line) > 1)
-
-
-def _is_heading_line(line: str, following: str, width: int) -> bool:
-    """A section title inside wrapped text (PDF pages): a short line without final punctuation
-    followed by a line that starts a sentence. Wrapped lines fill the width; titles do not."""
-    return (
-        bool(line)
-        and bool(following[:1].isupper())
-        and not _TERMINAL.search(line)
-        and not line.endswith((",", ";", ":"))
-        and len(line) < 0.6 * width
-        and len(line.split()) <= 8
-    )
-
-
-def _units(text: str) -> list[tuple[str, bool]]:
-    """(text, is_list_item) units: paragraphs, list items, headings and table rows.
-
-    A single newline inside a paragraph is a soft wrap (PDF and plain-text line breaks) and
-    becomes a space; a blank line, list marker, heading or table row starts a new unit.
-    """
-    units: list[tuple[str, bool]] = []
-    for paragraph in re.split(r"\n\s*\n", text):
-        lines: list[str] = []
-        listed = False
-        raw_lines = paragraph.split("\n")
-        width = max((len(line.strip()) for line in raw_lines), default=0)
-        for number, line in enumerate(raw_lines):
-            stripped = line.strip()
-            following = raw_lines[number + 1].strip() if number + 1 < len(raw_lines) else ""
-            if _is_heading_line(stripped, following, width):
-                if lines:
-                    units.append((" ".join(lines), listed))
-                    lines = []
-                units.append((f"# {stripped}", False))  # marked as a heading: never quoted
-                continue
-            if not stripped:
-                continue
-            if set(stripped) <= set("-=") and len(stripped) >= 3:  # setext underline: a heading above
-                if lines:
-                    lines.pop()
-                if lines:
-                    units.append((" ".join(lines), listed))
-                    lines = []
-                continue
-            starts_unit = bool(_LIST_MARKER.match(line)) or stripped.startswith(("#", "|", "```"))
-            if lines and (starts_unit or _is_title(lines[-1]) or _is_title(stripped)):
-                units.append((" ".join(lines), listed))
-                lines = []
-            if not lines:
-                listed = bool(_LIST_MARKER.match(line))
-                stripped = _LIST_MARKER.sub("", stripped) if listed else stripped
-            lines.append(stripped)
-        if lines:
-            units.append((" ".join(lines), listed))
-    return units
-
-
 def split_sentences(text: str) -> list[str]:
-    """Quotable sentences of a chunk text.
+    """Quotable sentences of a chunk text (see `ragkit.indexes.sentences.segment`), as quoted."""
+    return [display(text[s.start : s.end]) for s in segment(text)]
 
-    Left out: headings, table rows, titles and other lines that are not sentences (no final
-    punctuation, unless a list item), and the pieces cut by chunk boundaries (a first piece
-    that starts in lower case, a last piece without final punctuation): a truncated sentence
-    can say something the document does not.
-    """
-    sentences: list[str] = []
-    units = _units(text)
-    for index, (unit, listed) in enumerate(units):
-        if _is_title(unit):
-            continue
-        pieces: list[str] = []
-        for piece in _SENTENCE_END.split(unit):
-            if pieces and _ABBREVIATION.search(pieces[-1]):
-                pieces[-1] += " " + piece
-            else:
-                pieces.append(piece)
-        if index == 0 and pieces and pieces[0][:1].islower():
-            pieces = pieces[1:]
-        for piece in pieces:
-            piece = " ".join(piece.split())
-            if len(piece.split()) < _MIN_WORDS:
-                continue
-            if _TERMINAL.search(piece) or (listed and len(pieces) == 1 and index < len(units) - 1):
-                sentences.append(piece)
-    return sentences
+
+def _stem(word: str) -> str:
+    """Possessives and plurals still count as mentions ("Jupiter's" -> "jupiter")."""
+    for suffix in ("'s", "’s", "s"):
+        if word.endswith(suffix) and len(word) > len(suffix) + 2:
+            return word[: -len(suffix)]
+    return word
+
+
+@dataclass
+class Candidate:
+    """A quotable sentence of context block `block` (1-based = its citation number)."""
+
+    block: int
+    text: str  # as quoted
+    span: SentenceSpan
+    position: int  # index among its chunk's sentences
+    previous: int | None = None  # candidate index of the sentence before it in the same chunk
+    lead: str = ""  # the label line it explains ("random.choice(seq)")
+    vector: np.ndarray | None = None
+    needs_antecedent: bool = False
+    support: float = 0.0
+    typed: float = 0.0
+    with_previous: bool = False
+
+
+@dataclass
+class Decision:
+    """Everything the generator decided for one question (also used for calibration)."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    chosen: list[int] = field(default_factory=list)
+    abstain: str | None = None  # why, when the answer is "I don't know"
+    best: float = 0.0  # the best support of any sentence
+    score: float = 0.0  # support of the best sentence of the asked answer type, less ENTITY_PENALTY per missing name share
+    entity_missing: float = 0.0  # share of the question's names absent from the quoted sentences' chunks
 
 
 class ExtractiveGeneratorConfig(ComponentConfig):
     name: Literal["extractive"] = "extractive"
     max_sentences: int = Field(3, gt=0)
+    # Calibrated on HaluEval QA with 20 % unanswerable questions (scripts/calibrate_extractive.py):
+    # the dev half's choice, 0.46, reached abstention recall 0.87 on the test half, so the default
+    # sits a little higher; checked on the sample questions (eval/sample.yaml) and boolq-dev.
     min_support: float = Field(
-        0.35, ge=0, le=1, description="below this best-sentence support the answer is 'I don't know'"
+        0.50, ge=0, le=1, description="below this answer support the answer is 'I don't know'"
     )
 
 
@@ -226,10 +225,13 @@ class ExtractiveGenerator:
         config: ExtractiveGeneratorConfig,
         embedder: Embedder,
         analyzer: Callable[[str], list[str]],
+        sentences: Callable[[], SentenceIndex | None] | None = None,
     ) -> None:
         self.config = config
         self.embedder = embedder
         self.analyzer = analyzer
+        # The current generation's stored sentences (None, or returning None: segment at query time).
+        self.sentence_index = sentences
 
     @property
     def chat_model(self) -> ChatModel | None:
@@ -239,91 +241,171 @@ class ExtractiveGenerator:
         """The whole answer at once, as one delta (nothing is generated token by token)."""
         return AnswerStream.of(self.generate(question, hits, trace))
 
-    def support(
-        self, question: str, sentences: list[Sentence]
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per sentence: support score, its vector (duplicate detection), and whether it is
-        better understood together with the previous sentence (a pronoun resolved there)."""
-        # Sentences with a pronoun are also embedded with their previous sentence: "Herschel
-        # spotted it in 1781" is about Uranus only in the company of the sentence before.
-        paired = [i for i, s in enumerate(sentences) if s.previous and _PRONOUN.search(s.text)]
-        vectors = self.embedder.embed(
-            [question] + [s.text for s in sentences]
-            + [f"{sentences[i].previous} {sentences[i].text}" for i in paired]
-        )
-        sentence_vectors = vectors[1 : 1 + len(sentences)]
-        semantic = sentence_vectors @ vectors[0]
-        with_previous = np.zeros(len(sentences), dtype=bool)
-        for i, pair_vector in zip(paired, vectors[1 + len(sentences) :]):
-            pair_score = float(pair_vector @ vectors[0])
-            if pair_score > semantic[i]:
-                semantic[i], with_previous[i] = pair_score, True
-        terms = set(self.analyzer(question))
-        kinds = expected_answer_types(question)
-        question_lower = question.lower()
-        lexical = np.zeros(len(sentences))
-        typed = np.zeros(len(sentences))
-        for i, sentence in enumerate(sentences):
-            own = terms & set(self.analyzer(sentence.text))
-            before = (terms & set(self.analyzer(sentence.previous))) - own
-            if terms:
-                lexical[i] = (len(own) + PREVIOUS_SENTENCE_WEIGHT * len(before)) / len(terms)
-            if kinds:
-                typed[i] = sum(_has_new(k, sentence.text, question_lower) for k in kinds) / len(kinds)
-        support = SEMANTIC_WEIGHT * semantic + LEXICAL_WEIGHT * lexical + ANSWER_TYPE_WEIGHT * typed
-        return support, sentence_vectors, with_previous
+    # --- sentences ---------------------------------------------------------------------------
 
-    def generate(self, question: str, hits: list[Hit], trace: Trace) -> Generated:
-        sentences: list[Sentence] = []
-        for n, hit in enumerate(hits, start=1):
-            previous = ""
-            for text in split_sentences(hit.chunk.text):
-                sentences.append(Sentence(block=n, text=text, previous=previous))
-                previous = text
-        if not sentences:
-            trace.warn("extractive: the retrieved context has no quotable sentence")
-            return Generated(text=NO_ANSWER)
-        context = " ".join(hit.chunk.text for hit in hits).lower()
-        missing = [e for e in question_entities(question) if _stem(e.lower()) not in context]
+    def candidates(self, hits: Sequence[Hit], trace: Trace) -> list[Candidate]:
+        """The quotable sentences of the hits, with vectors (stored ones where the index has them)."""
+        hashes = [text_hash(hit.chunk.text) for hit in hits]
+        stored: dict[str, ChunkSentences] = {}
+        index = self.sentence_index() if self.sentence_index is not None else None
+        if index is not None:
+            stored = index.get(hashes)
+        candidates: list[Candidate] = []
+        unstored = 0
+        for n, (hit, key) in enumerate(zip(hits, hashes), start=1):
+            text = hit.chunk.text
+            found = stored.get(key)
+            if found is None:
+                found = ChunkSentences(segment(text), None)
+                unstored += 1
+            first = len(candidates)
+            for position, span in enumerate(found.spans):
+                vector = None
+                if found.vectors is not None and np.any(found.vectors[position]):
+                    vector = found.vectors[position]
+                sentence = display(text[span.start : span.end])
+                candidates.append(
+                    Candidate(
+                        block=n, text=sentence, span=span, position=position,
+                        previous=len(candidates) - 1 if position else None,
+                        lead=display(text[span.lead[0] : span.lead[1]]) if span.lead else "",
+                        vector=vector, needs_antecedent=bool(_NEEDS_ANTECEDENT.match(sentence)),
+                    )
+                )
+            # The sentence before must really be adjacent (not across a label line or heading).
+            for i in range(first + 1, len(candidates)):
+                gap = text[candidates[i - 1].span.end : candidates[i].span.start]
+                if "\n\n" in gap and candidates[i].span.lead is not None:
+                    candidates[i].previous = None
+        missing = [c for c in candidates if c.vector is None]
         if missing:
+            vectors = np.asarray(self.embedder.embed([c.text for c in missing]), dtype=np.float32)
+            for candidate, vector in zip(missing, vectors):
+                candidate.vector = vector
+        if unstored and self.sentence_index is not None:
             trace.warn(
-                "extractive: the retrieved context never mentions "
-                + ", ".join(repr(m) for m in missing)
-                + " from the question"
+                f"extractive: {unstored} of {len(hits)} chunks have no stored sentences (index written by "
+                "an older ragkit?); segmented and embedded now: re-ingest to make answers fast"
             )
-            return Generated(text=NO_ANSWER)
-        scores, vectors, with_previous = self.support(question, sentences)
-        best = float(scores.max())
-        if best < self.config.min_support:
-            trace.warn(
-                f"extractive: no sentence supports an answer (best support {best:.2f} < "
-                f"min_support {self.config.min_support:.2f})"
-            )
-            return Generated(text=NO_ANSWER)
+        return candidates
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def decide(self, question: str, hits: Sequence[Hit], trace: Trace) -> Decision:
+        decision = Decision(candidates=self.candidates(hits, trace))
+        candidates = decision.candidates
+        if not candidates:
+            decision.abstain = "the retrieved context has no quotable sentence"
+            return decision
+        query = np.asarray(self.embedder.embed_query(question), dtype=np.float32)
+        terms = set(self.analyzer(question))
+        kinds = decision.kinds = expected_answer_types(question)
+        question_lower = question.lower()
+        headings = [
+            set(self.analyzer(" ".join([*(h.chunk.metadata.get("headings") or []), str(h.chunk.metadata.get("title") or "")])))
+            for h in hits
+        ]
+        vectors = np.stack([c.vector for c in candidates])  # type: ignore[misc]
+        semantic = vectors @ query
+        for i, c in enumerate(candidates):
+            if c.previous is not None and (c.needs_antecedent or _PRONOUN.search(c.text)):
+                # "Herschel spotted it in 1781" is about Uranus only with the sentence before.
+                pair = vectors[i] + vectors[c.previous]
+                pair_score = float(pair @ query / (np.linalg.norm(pair) or 1.0))
+                if pair_score > semantic[i]:
+                    semantic[i], c.with_previous = pair_score, True
+            own = terms & set(self.analyzer(f"{c.lead} {c.text}" if c.lead else c.text))
+            near = set(headings[c.block - 1])
+            if c.previous is not None:
+                near |= set(self.analyzer(candidates[c.previous].text))
+            nearby = (terms & near) - own
+            lexical = (len(own) + CONTEXT_TERM_WEIGHT * len(nearby)) / len(terms) if terms else 0.0
+            quoted = f"{c.lead} {c.text}" if c.lead else c.text
+            if c.with_previous and c.previous is not None:
+                quoted = f"{candidates[c.previous].text} {quoted}"
+            c.typed = sum(_new_facts(k, quoted, question_lower) for k in kinds) / len(kinds) if kinds else 0.0
+            c.support = SEMANTIC_WEIGHT * float(semantic[i]) + LEXICAL_WEIGHT * lexical + ANSWER_TYPE_WEIGHT * c.typed
+            if c.needs_antecedent and c.previous is None:
+                c.support = -1.0  # its subject is in a sentence the chunk does not hold: never quote it
+        order = sorted(range(len(candidates)), key=lambda i: -candidates[i].support)
+        decision.best = candidates[order[0]].support
+        if kinds:
+            typed = [i for i in order if candidates[i].typed > 0 and candidates[i].support > 0]
+            if not typed:
+                decision.abstain = f"no sentence states a {' or '.join(kinds)}, which the question asks for"
+                return decision
+            order = typed + [i for i in order if i not in typed]  # answers of the asked type first
+        top = candidates[order[0]].support
         chosen: list[int] = []
-        for i in np.argsort(-scores, kind="stable"):
-            if len(chosen) == self.config.max_sentences or scores[i] < best - SELECTION_MARGIN:
+        for i in order:
+            if len(chosen) == self.config.max_sentences or candidates[i].support < top - SELECTION_MARGIN:
                 break
             if any(float(vectors[i] @ vectors[j]) > DUPLICATE_COSINE for j in chosen):
                 continue
-            chosen.append(int(i))
+            if chosen and kinds and candidates[i].typed > 0 and candidates[i].block != candidates[chosen[0]].block:
+                continue  # one answer to a typed question: another passage's competing value is not added
+            chosen.append(i)
+        decision.chosen = chosen
+        entities = {_stem(e.lower()) for e in question_entities(question)}
+        if entities:
+            cited_text = " ".join(hits[candidates[i].block - 1].chunk.text for i in chosen).lower()
+            missing = sorted(e for e in entities if e not in cited_text)
+            decision.entity_missing = len(missing) / len(entities)
+        # Names the question asks about that the quoted passages lack lower the answer's score
+        # (measured on HaluEval QA: AUROC for "unanswerable" 0.941 without, 0.951 with).
+        decision.score = top - ENTITY_PENALTY * decision.entity_missing
+        if decision.entity_missing > MAX_MISSING_ENTITIES:
+            decision.abstain = "the passages of the best sentences never mention " + ", ".join(repr(m) for m in missing)
+        elif decision.score < self.config.min_support:
+            decision.abstain = (
+                f"no sentence supports an answer (best support {decision.score:.2f} < min_support "
+                f"{self.config.min_support:.2f})"
+            )
+        return decision
+
+    # --- answering ---------------------------------------------------------------------------
+
+    def generate(self, question: str, hits: list[Hit], trace: Trace) -> Generated:
+        decision = self.decide(question, hits, trace)
+        if decision.abstain is not None:
+            trace.warn(f"extractive: {decision.abstain}")
+            return Generated(text=NO_ANSWER, related=self._related(decision, hits))
+        candidates = decision.candidates
         # Quote in reading order; a sentence that needs its antecedent brings it along, and
         # neighbouring sentences of one chunk become one quote with one citation.
-        picked = set(chosen) | {i - 1 for i in chosen if with_previous[i]}
+        picked = set(decision.chosen)
+        picked |= {candidates[i].previous for i in decision.chosen if candidates[i].with_previous or candidates[i].needs_antecedent} - {None}  # type: ignore[arg-type]
         quotes: list[str] = []
         run: list[int] = []
+
+        def flush() -> None:
+            parts = []
+            for j in run:
+                c = candidates[j]
+                parts.append(f"{c.lead}: {c.text}" if c.lead and (j == run[0] or c.span.lead) else c.text)
+            quotes.append(" ".join(parts) + f" [{candidates[run[-1]].block}]")
+
         for i in sorted(picked):
-            if run and (i != run[-1] + 1 or sentences[i].block != sentences[run[-1]].block):
-                quotes.append(" ".join(sentences[j].text for j in run) + f" [{sentences[run[-1]].block}]")
+            if run and (i != run[-1] + 1 or candidates[i].block != candidates[run[-1]].block):
+                flush()
                 run = []
             run.append(i)
-        quotes.append(" ".join(sentences[j].text for j in run) + f" [{sentences[run[-1]].block}]")
+        flush()
         return resolve_citations(" ".join(quotes), hits, trace)
 
-
-def _stem(word: str) -> str:
-    """Possessives and plurals still count as mentions ("Jupiter's" -> "jupiter")."""
-    for suffix in ("'s", "’s", "s"):
-        if word.endswith(suffix) and len(word) > len(suffix) + 2:
-            return word[: -len(suffix)]
-    return word
+    def _related(self, decision: Decision, hits: Sequence[Hit]) -> list[Citation]:
+        """The chunks holding the best near-miss sentences: related to the question, not answering it."""
+        best: dict[int, float] = {}
+        for c in decision.candidates:
+            best[c.block] = max(best.get(c.block, -1.0), c.support)
+        related = []
+        seen = set()
+        for block in sorted(best, key=lambda b: -best[b]):
+            chunk = hits[block - 1].chunk
+            if chunk.id in seen or best[block] < 0:
+                continue
+            seen.add(chunk.id)
+            related.append(Citation(n=block, block=block, chunk_id=chunk.id, source=chunk.source, start=chunk.start, end=chunk.end))
+            if len(related) == RELATED_SOURCES:
+                break
+        return related

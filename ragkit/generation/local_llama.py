@@ -172,7 +172,7 @@ class LlamaChat:
 
 
 @register("generator", "local", LocalGeneratorConfig)
-def local_generator(config: LocalGeneratorConfig, embedder: Any = None, analyzer: Any = None) -> ChatGenerator:
+def local_generator(config: LocalGeneratorConfig, embedder: Any = None, analyzer: Any = None, sentences: Any = None) -> ChatGenerator:
     """Grounded answers with checked citations from a local GGUF model (llama.cpp)."""
     return ChatGenerator(
         LlamaChat(config),

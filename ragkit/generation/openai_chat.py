@@ -230,7 +230,7 @@ class OpenAIChat:
 
 
 @register("generator", "openai", OpenAIGeneratorConfig)
-def openai_generator(config: OpenAIGeneratorConfig, embedder: Any = None, analyzer: Any = None) -> ChatGenerator:
+def openai_generator(config: OpenAIGeneratorConfig, embedder: Any = None, analyzer: Any = None, sentences: Any = None) -> ChatGenerator:
     """Grounded answers with checked citations from an OpenAI-compatible chat model."""
     return ChatGenerator(
         OpenAIChat(config), prompt=config.prompt, max_context_chars=config.max_context_chars, max_tokens=config.max_tokens

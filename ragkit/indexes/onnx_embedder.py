@@ -38,6 +38,7 @@ import numpy as np
 
 from ragkit.indexes.embedder import SentenceTransformersEmbedderConfig
 from ragkit.models import ModelUnavailable, resolve_model
+from ragkit.protocols import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def onnx_model_file(spec: OnnxModelSpec, quantize: str) -> Path:
     return int8
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(Embedder):
     """The `Embedder` protocol on ONNX Runtime. Loads lazily, like `SentenceTransformerEmbedder`.
 
     Batches (`embed`) run on a session with `config.threads` intra-op threads; single queries

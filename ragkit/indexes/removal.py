@@ -20,6 +20,7 @@ from ragkit.errors import TargetError
 from ragkit.indexes.generation import generation_pipeline
 from ragkit.indexes.layout import read_current, require_current, writer_lock
 from ragkit.indexes.store import STORE_FILE, ChunkStore
+from ragkit.protocols import Embedder
 from ragkit.schema import Chunk, Document, LoadFailure
 
 
@@ -205,13 +206,23 @@ class DeleteReport(BaseModel):
     chunks_total: int = 0
 
 
-class _NoEmbedding:
+class _NoEmbedding(Embedder):
     """The embedder a delete passes to the writer: it knows the dimension and never encodes."""
 
     def __init__(self, model_id: str, dim: int) -> None:
-        self.model_id = model_id
-        self.dim = dim
-        self.loaded = True
+        self._model_id, self._dim = model_id, dim
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def loaded(self) -> bool:
+        return True
 
     def load(self) -> None:
         pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -20,6 +20,7 @@ from ragkit.indexes.layout import (
     damage_message,
     require_current,
 )
+from ragkit.indexes.sentences import SentenceIndex
 from ragkit.indexes.store import STORE_FILE, ChunkStore
 from ragkit.protocols import SparseBackend, SparseIndex, VectorSearcher, VectorStore
 
@@ -37,10 +38,18 @@ class IndexSnapshot:
     dense: VectorSearcher
     sparse: SparseIndex
     sparse_backend: SparseBackend
+    _sentences: SentenceIndex | None = field(default=None, repr=False)
 
     @property
     def path(self) -> Path:
         return self.index_dir / self.manifest.directory
+
+    @property
+    def sentences(self) -> SentenceIndex:
+        """The generation's stored sentences (ragkit/indexes/sentences.py), opened on first use."""
+        if self._sentences is None:
+            self._sentences = SentenceIndex.open(self.path)
+        return self._sentences
 
     @classmethod
     def open(cls, index_dir: str | Path) -> IndexSnapshot:
@@ -87,3 +96,5 @@ class IndexSnapshot:
     def close(self) -> None:
         self.dense.close()
         self.store.close()
+        if self._sentences is not None:
+            self._sentences.close()

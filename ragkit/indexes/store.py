@@ -178,6 +178,10 @@ class ChunkStore:
         """Chunk-text hash -> a row holding that text (the writer's embedding cache)."""
         return dict(self.db.execute("SELECT text_hash, row FROM chunks"))
 
+    def live_text_hashes(self) -> set[str]:
+        """The distinct chunk-text hashes the store holds."""
+        return {h for (h,) in self.db.execute("SELECT DISTINCT text_hash FROM chunks")}
+
     def document_hashes(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT id, content_hash FROM documents"))
 

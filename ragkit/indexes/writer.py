@@ -36,6 +36,7 @@ from ragkit.indexes.layout import (
     read_current,
     remove_stale_generations,
 )
+from ragkit.indexes.sentences import SENTENCES_FILE, SentenceWriter, encode_with_sentences
 from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
 from ragkit.progress import Progress
 from ragkit.protocols import Chunker, Embedder, SparseBackend, VectorStore
@@ -131,6 +132,7 @@ class _Commit:
         self.stats = WriteStats(generation=self.generation)
         self.new_dir = index_dir / generation_dir_name(self.generation)
         self.writing = self.new_dir / STORE_FILE  # what is being written now: named if the disk fills up
+        self.sentences: SentenceWriter | None = None  # opened once the new generation's directory exists
 
     @contextmanager
     def _phase(self, name: str, shown: str | None = None) -> Iterator[None]:
@@ -160,6 +162,8 @@ class _Commit:
                 return self._write(current_view, documents, chunker, delete_ids)
             except BaseException as exc:
                 # Nothing was published: the current generation is untouched. Drop the partial one.
+                if self.sentences is not None:
+                    self.sentences.close()
                 shutil.rmtree(self.new_dir, ignore_errors=True)
                 if _disk_full(exc):
                     serving = (
@@ -200,7 +204,11 @@ class _Commit:
             old_hashes = store.document_hashes()
             old_vectors = current_view.vectors
         # Embedding cache: every chunk text of the previous generation, before replacing any.
-        encoder = _StreamingEncoder(self.embedder, store.text_rows(), self.config.dense.embedder.batch_size, self.progress)
+        # The extractive generator's sentences, by chunk text hash (ragkit/indexes/sentences.py).
+        self.sentences = sentences = SentenceWriter(new_dir, current_view.directory if current_view else None)
+        encoder = _StreamingEncoder(
+            self.embedder, store.text_rows(), self.config.dense.embedder.batch_size, self.progress, sentences
+        )
 
         with self._phase("stream", "loading, chunking and embedding"):
             incoming, doc_chunks, failed = self._stream(documents, chunker, old_hashes, encoder)
@@ -223,6 +231,7 @@ class _Commit:
         stats.texts_embedded = encoder.encoded
         if not changed and not deleted and not self.backend_changed:
             store.close()
+            sentences.close()
             shutil.rmtree(new_dir)
             totals = (self.current.documents, self.current.chunks) if self.current else (0, 0)
             stats.documents_total, stats.chunks_total = totals
@@ -248,6 +257,9 @@ class _Commit:
             store.add_chunk_fields(start_row=len(kept_rows))  # from the stored rows: what filters see
             store.commit()
             del new_chunks, changed, incoming
+        with self._phase("sentences", "storing sentences"):
+            self.writing = new_dir / SENTENCES_FILE
+            sentences.finish(store.live_text_hashes())
         new_view = GenerationView(self.index_dir, new_dir, self.generation, store)
         try:
             return self._index_and_publish(current_view, new_view, all_vectors, refreshed)
@@ -358,9 +370,17 @@ class _StreamingEncoder:
 
     BLOCK_BATCHES = 32
 
-    def __init__(self, embedder: Embedder, cached_rows: dict[str, int], batch_size: int, progress: Progress) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        cached_rows: dict[str, int],
+        batch_size: int,
+        progress: Progress,
+        sentences: SentenceWriter | None = None,
+    ) -> None:
         self.embedder = embedder
         self.progress = progress
+        self.sentences = sentences
         progress.counter(EMBEDDED, "chunks", total=0)
         self.cached_rows = cached_rows
         self.block = max(1, batch_size * self.BLOCK_BATCHES)
@@ -412,7 +432,10 @@ class _StreamingEncoder:
                 on_batch(n)
 
         try:
-            return np.asarray(self.embedder.embed(texts, on_batch=counted), dtype=np.float32)
+            vectors, found = encode_with_sentences(self.embedder, texts, on_batch=counted)
+            if self.sentences is not None:  # written now: a block's sentence vectors are not kept
+                self.sentences.add({text_hash(text): data for text, data in found.items()})
+            return np.asarray(vectors, dtype=np.float32)
         except Exception as exc:
             if len(texts) == 1:
                 self.failed[text_hash(texts[0])] = f"{type(exc).__name__}: {exc}"

@@ -98,6 +98,8 @@ def _one_line(text: str, limit: int = 160) -> str:
 def _sample_notes(pair: PairResult) -> list[str]:
     notes: list[str] = []
     for s in pair.samples:
+        if "expected_sources" not in s:  # a qa dataset: its own report (`ragkit eval qa --report`)
+            continue
         if not s["expected_sources"] and not s["abstained"]:
             notes.append(f"- {s['id']}: unanswerable, but answered: \"{_one_line(s['answer'])}\"")
         elif s["expected_sources"] and s["abstained"]:

@@ -323,6 +323,31 @@ def _run_beir(
     return metrics, counts, samples, timings, _warning_lines(trace)
 
 
+def _run_qa(
+    spec: DatasetSpec, base: Path, rag_for: Callable[[Path], RAG], wanted: list[str],
+    cache_root: Path, config: PipelineConfig, on_progress: Callable[[str], None], progress: Progress,
+) -> tuple[dict[str, float | None], dict[str, int], list[dict[str, Any]], dict[str, float], list[str]]:
+    """A BEIR directory with answers, asked end to end (`ragkit eval qa`; ragkit/eval/qa.py)."""
+    from ragkit.eval.qa import evaluate_qa
+
+    def report_progress(stage: str, done: int, total: int) -> None:
+        counter = progress.counter(stage, "questions", total)
+        progress.advance(stage, done - counter.done)
+
+    on_progress(f"answering the questions of {spec.path} (indexing its corpus first unless cached)")
+    evaluation = evaluate_qa(
+        _resolve(base, spec.path), config, index_root=cache_root, rag_for=rag_for, max_queries=spec.max_queries,
+        unanswerable=spec.unanswerable, seed=spec.seed, split=spec.split, on_progress=report_progress,
+    )
+    metrics: dict[str, float | None] = dict(evaluation.metrics)
+    for name in wanted:
+        metrics.setdefault(name, None)  # a metric this kind cannot measure shows (and fails) as n/a
+    counts = {"questions": evaluation.questions, "unanswerable": evaluation.unanswerable, "sampled": evaluation.questions}
+    timings = dict(evaluation.timings)
+    timings.update({f"{stage}_ms_p50": values["p50"] for stage, values in evaluation.stage_ms.items()})
+    return metrics, counts, evaluation.samples, timings, evaluation.warnings
+
+
 def run_suite(
     suite_path: str | Path,
     report_dir: str | Path | None = None,
@@ -381,7 +406,7 @@ def run_suite(
                 progress.set_phase(f"{prefix} {message}")
 
             pair_started = time.perf_counter()
-            run = _run_questions if spec.kind == "questions" else _run_beir
+            run = {"questions": _run_questions, "beir": _run_beir, "qa": _run_qa}[spec.kind]
             metrics, counts, samples, timings, warnings = run(
                 spec, base, rag_for, wanted, cache_root, config, say, progress
             )

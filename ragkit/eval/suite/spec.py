@@ -44,7 +44,9 @@ class SuiteError(UserError, ValueError):
 
 
 def _check_metric(name: str) -> str:
-    if name in answer_metrics():
+    from ragkit.eval.qa import is_qa_metric
+
+    if name in answer_metrics() or is_qa_metric(name):
         return name
     try:
         parse_metric(name)
@@ -54,7 +56,9 @@ def _check_metric(name: str) -> str:
 
 
 def is_retrieval_metric(name: str) -> bool:
-    return name not in answer_metrics()
+    from ragkit.eval.qa import is_qa_metric
+
+    return name not in answer_metrics() and not is_qa_metric(name)
 
 
 class _Strict(BaseModel):
@@ -84,7 +88,7 @@ class ThresholdSpec(_Strict):
 
 class DatasetSpec(_Strict):
     name: str
-    kind: Literal["beir", "questions"]
+    kind: Literal["beir", "questions", "qa"]
     path: str
     corpus: list[str] | None = Field(None, min_length=1)
     sources_root: str | None = None
@@ -92,6 +96,7 @@ class DatasetSpec(_Strict):
     max_queries: int | None = Field(None, gt=0)
     sample_questions: int | None = Field(DEFAULT_SAMPLE, ge=0)
     seed: int = 0
+    unanswerable: float = Field(0.0, ge=0.0, lt=1.0, description="qa: share of questions whose gold passages are removed")
 
     _safe_name = field_validator("name")(classmethod(lambda cls, value: _check_name(value)))
 
@@ -99,7 +104,9 @@ class DatasetSpec(_Strict):
     def _kind_fields(self) -> DatasetSpec:
         if self.kind == "questions" and not self.corpus:
             raise ValueError("a 'questions' dataset needs 'corpus' (the paths to ingest)")
-        if self.kind == "beir" and (self.corpus is not None or self.sources_root is not None):
+        if self.kind != "qa" and self.unanswerable:
+            raise ValueError("'unanswerable' is for 'qa' datasets")
+        if self.kind in ("beir", "qa") and (self.corpus is not None or self.sources_root is not None):
             raise ValueError("'corpus' and 'sources_root' are for 'questions' datasets; a BEIR dataset has its corpus")
         return self
 
