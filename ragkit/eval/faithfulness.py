@@ -89,6 +89,8 @@ from pydantic import BaseModel, Field
 
 from ragkit.config import SentenceTransformersEmbedderConfig
 from ragkit.indexes.embedder import Embedder, SentenceTransformerEmbedder
+from ragkit.indexes.sentences import sentence_spans
+from ragkit.indexes.tokenize import ENGLISH_STOPWORDS, stemmer
 
 __all__ = [
     "ClaimVerdict",
@@ -153,32 +155,17 @@ class FaithfulnessResult(BaseModel):
 # Text utilities
 # --------------------------------------------------------------------------------------------
 
-_STOPWORDS = frozenset(
-    """
-a about above after again against all also am an and any are aren as at be because been before
-being below between both but by can cannot could did didn do does doesn doing don down during each
-few for from further had hadn has hasn have haven having he her here hers herself him himself his
-how i if in into is isn it its itself just let me more most much must my myself no nor not now of
-off on once only or other our ours ourselves out over own same she should so some such than that
-the their theirs them themselves then there these they this those through to too under until up
-upon very was wasn we were weren what when where which while who whom whose why will with won
-would you your yours yourself yourselves s t d ll m re ve y o ain may might shall also well yes
-many one ones another via per within without among amongst however although though thus therefore
-hence whether either neither etc e g ie eg called known named based like including include
-includes included
-""".split()
+# The BM25 analyzer's stopword list (ragkit's one list), plus words that carry no checkable
+# content in a claim ("called", "known", "including").
+_STOPWORDS = ENGLISH_STOPWORDS | frozenset(
+    "about also among amongst another based called cannot could either etc however include included "
+    "includes including known like many may might must named one ones per shall therefore though thus "
+    "upon via whether within without would yes".split()
 )
 
 _NEGATIONS = frozenset(
     "not no never none nobody nothing neither nor without cannot cant isnt wasnt arent werent "
     "dont doesnt didnt wont wouldnt couldnt shouldnt hasnt havent hadnt".split()
-)
-
-_ABBREVIATIONS = frozenset(
-    """
-mr mrs ms dr prof st jr sr inc ltd co corp vs etc no nos mt ft gen col lt sgt capt rev gov sen rep
-jan feb mar apr jun jul aug sep sept oct nov dec fig al approx dept est univ ave blvd e.g i.e
-""".split()
 )
 
 _NUMBER_WORDS = {
@@ -210,31 +197,16 @@ def _fold(text: str) -> str:
     return text.replace("’", "'").replace("‘", "'").lower()
 
 
+_STEM_WORDS = stemmer("english")
+
+
 def _stem(word: str) -> str:
-    """A light, consistent English stemmer (plural/-ing/-ed/-ly, doubled consonant, final e)."""
+    """Snowball English (ragkit's one stemmer), after dropping a possessive and apostrophes."""
     w = word[:-2] if word.endswith("'s") else word
     w = w.replace("'", "")
-    if len(w) <= 3 or not w.isalpha():
+    if not w.isalpha():
         return w
-    if w.endswith("ies") and len(w) > 4:
-        w = w[:-3] + "y"
-    elif w.endswith(("sses", "xes", "zes", "ches", "shes")):
-        w = w[:-2]
-    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        w = w[:-1]
-    if w.endswith("ied") and len(w) > 4:
-        w = w[:-3] + "y"
-    elif w.endswith("ing") and len(w) >= 6:
-        w = w[:-3]
-    elif w.endswith("ed") and len(w) >= 5:
-        w = w[:-2]
-    elif w.endswith("ly") and len(w) >= 6:
-        w = w[:-2]
-    if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "aeioulsz":
-        w = w[:-1]  # running -> runn -> run, stopped -> stopp -> stop
-    if len(w) > 3 and w.endswith("e"):
-        w = w[:-1]  # bake / baking / baked -> bak
-    return w
+    return _STEM_WORDS([w])[0]
 
 
 def _words(text: str) -> list[str]:
@@ -256,47 +228,10 @@ def _normalise_phrase(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Split text into sentences.
-
-    Boundaries: `.`/`!`/`?` followed by whitespace and an upper-case letter, digit or quote; a
-    period glued to the next sentence ("century.First", a lower-case letter or digit before it
-    and a capitalised word after it); and line breaks. Abbreviations ("Dr.", "U.S.", "e.g.")
-    and initials ("J. R. R.") do not end a sentence. Blank lines and list items start a new
-    block; a single line break inside a paragraph is a soft wrap (PDF and plain-text
-    line breaks), so a hard-wrapped sentence stays one sentence.
-    """
-    if not text or not text.strip():
-        return []
-    out: list[str] = []
-    for block in re.split(r"\n\s*\n|\n(?=\s*(?:[-*+•]|\d+[.)])\s)", text.strip()):
-        block = " ".join(block.split())
-        block = block.strip()
-        if not block:
-            continue
-        start = 0
-        pattern = re.compile(
-            r"([.!?]+)([\"'”’)\]]*)(?:\s+(?=[\"'“‘(\[]?[A-Z0-9À-Ý])|(?<=[a-z0-9)\"”][.!?])(?=[A-Z][a-z]))"
-        )
-        for m in pattern.finditer(block):
-            end = m.end(2)
-            before = block[start : m.start(1)]
-            last = before.split()[-1] if before.split() else ""
-            last_clean = last.strip("\"'“”‘’([").lower()
-            if m.group(1) == ".":
-                if last_clean in _ABBREVIATIONS:
-                    continue
-                if re.fullmatch(r"[a-z]", last_clean):  # initial: "J. Smith"
-                    continue
-                if re.fullmatch(r"(?:[a-z]\.)+[a-z]", last_clean):  # "U.S", "e.g"
-                    continue
-            sentence = block[start:end].strip()
-            if sentence:
-                out.append(sentence)
-            start = m.end()
-        tail = block[start:].strip()
-        if tail:
-            out.append(tail)
-    return [s for s in out if _WORD_RE.search(s)]
+    """The sentences of `text` (ragkit's one splitter, `ragkit.indexes.sentences.sentence_spans`),
+    each on one line; pieces without a word are dropped."""
+    pieces = (" ".join(text[a:b].split()) for a, b in sentence_spans(text))
+    return [p for p in pieces if _WORD_RE.search(p)]
 
 
 _CLAUSE_SPLIT_RE = re.compile(

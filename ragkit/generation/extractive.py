@@ -48,6 +48,7 @@ from ragkit.generation.prompt import NO_ANSWER
 from ragkit.generation.stream import AnswerStream
 from ragkit.indexes.sentences import ChunkSentences, SentenceIndex, SentenceSpan, display, segment
 from ragkit.indexes.store import text_hash
+from ragkit.indexes.tokenize import stemmer
 from ragkit.protocols import ChatModel, Embedder, Generated
 from ragkit.schema import Citation, Hit, Trace
 
@@ -167,12 +168,7 @@ def split_sentences(text: str) -> list[str]:
     return [display(text[s.start : s.end]) for s in segment(text)]
 
 
-def _stem(word: str) -> str:
-    """Possessives and plurals still count as mentions ("Jupiter's" -> "jupiter")."""
-    for suffix in ("'s", "’s", "s"):
-        if word.endswith(suffix) and len(word) > len(suffix) + 2:
-            return word[: -len(suffix)]
-    return word
+_STEM_WORDS = stemmer("english")
 
 
 @dataclass
@@ -346,7 +342,8 @@ class ExtractiveGenerator:
                 continue  # one answer to a typed question: another passage's competing value is not added
             chosen.append(i)
         decision.chosen = chosen
-        entities = {_stem(e.lower()) for e in question_entities(question)}
+        # Stems, matched as substrings: "Jupiter's" and "Jupiters" still mention "jupit".
+        entities = set(_STEM_WORDS([e.lower().replace("’", "'") for e in question_entities(question)]))
         if entities:
             cited_text = " ".join(hits[candidates[i].block - 1].chunk.text for i in chosen).lower()
             missing = sorted(e for e in entities if e not in cited_text)

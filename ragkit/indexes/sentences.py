@@ -167,6 +167,34 @@ def _units(text: str) -> list[_Unit]:
     return units
 
 
+def _pieces(text: str, unit: _Unit) -> list[tuple[int, int]]:
+    """A text or item unit cut at sentence ends (not after an abbreviation or an initial)."""
+    pieces: list[tuple[int, int]] = []
+    piece_start = unit.start
+    for match in _SENTENCE_END.finditer(text, unit.start, unit.end):
+        end = match.start() + len(match.group().rstrip())
+        if end <= piece_start or end >= unit.end:
+            continue
+        if _ABBREVIATION.search(text[piece_start:end]):
+            continue
+        pieces.append((piece_start, end))
+        piece_start = match.end()
+    if piece_start < unit.end:
+        pieces.append((piece_start, unit.end))
+    return pieces
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Every sentence of `text` as `(start, end)` offsets: ragkit's one sentence splitter (the
+    quotable sentences of `segment`, and the claims and context sentences of the faithfulness
+    scorer). A label line (title, heading, code, a short line without final punctuation such as a
+    one-phrase answer) is one sentence; a single newline inside a paragraph is a soft wrap."""
+    spans: list[tuple[int, int]] = []
+    for unit in _units(text):
+        spans.extend([(unit.start, unit.end)] if unit.kind == "label" else _pieces(text, unit))
+    return spans
+
+
 def segment(text: str) -> list[SentenceSpan]:
     """Quotable sentences of a chunk text, as spans.
 
@@ -180,19 +208,7 @@ def segment(text: str) -> list[SentenceSpan]:
     for index, unit in enumerate(units):
         if unit.kind == "label":
             continue
-        pieces: list[tuple[int, int]] = []
-        piece_start = unit.start
-        for match in _SENTENCE_END.finditer(text, unit.start, unit.end):
-            end = match.start() + len(match.group().rstrip())
-            if end <= piece_start or end >= unit.end:
-                continue
-            candidate = text[piece_start:end]
-            if _ABBREVIATION.search(candidate):
-                continue
-            pieces.append((piece_start, end))
-            piece_start = match.end()
-        if piece_start < unit.end:
-            pieces.append((piece_start, unit.end))
+        pieces = _pieces(text, unit)
         if index == 0 and pieces and text[pieces[0][0] : pieces[0][0] + 1].islower():
             pieces = pieces[1:]  # the chunk starts mid-sentence
         previous = units[index - 1] if index else None

@@ -80,16 +80,21 @@ def make_analyzer(config: BM25TokenizerConfig | None = None) -> Analyzer:
     return _stemmed(analyze, config.stemmer)
 
 
-def _stemmed(analyze: Analyzer, language: str) -> Analyzer:
-    """`analyze` followed by the Snowball stemmer for `language` (PyStemmer's C implementation,
-    with its own cache of recent words; stopwords are removed before stemming, as bm25s does)."""
+def stemmer(language: str = "english") -> Callable[[list[str]], list[str]]:
+    """The Snowball stemmer for `language` as `stem_words(words) -> stems`: ragkit's one stemmer
+    (BM25 terms, the extractive generator's entity matching, the faithfulness features). PyStemmer's
+    C implementation, with its own cache of recent words."""
     try:
         import Stemmer
     except ImportError:
-        raise ValueError(
-            f"sparse.tokenizer.stemmer: {language!r} needs PyStemmer: pip install PyStemmer"
-        ) from None
-    stem_words = Stemmer.Stemmer(language).stemWords
+        raise ValueError(f"the {language!r} stemmer needs PyStemmer: pip install PyStemmer") from None
+    stem_words: Callable[[list[str]], list[str]] = Stemmer.Stemmer(language).stemWords
+    return stem_words
+
+
+def _stemmed(analyze: Analyzer, language: str) -> Analyzer:
+    """`analyze` followed by the Snowball stemmer (stopwords are removed before stemming, as bm25s does)."""
+    stem_words = stemmer(language)
 
     def analyze_and_stem(text: str) -> list[str]:
         return stem_words(analyze(text))
