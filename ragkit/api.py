@@ -38,6 +38,7 @@ from ragkit.indexes.maintenance import (
     verify_index,
 )
 from ragkit.indexes.snapshot import IndexSnapshot
+from ragkit.indexes.merge import MergeResult, MergeScheduler, optimize_index
 from ragkit.indexes.writer import WriteStats, write_generation
 from ragkit.loaders import LoadedFile, discover, load_file, supported_extensions
 from ragkit.loaders.duplicates import Duplicate, DuplicateFilter
@@ -274,6 +275,8 @@ class RAG:
             stats = write_generation(
                 self.index_dir, self.config, loaded_documents(), chunker, self.embedder, progress, delete_ids=to_remove
             )
+        if stats.published:
+            self.merges.request()
         return IngestReport(
             files_ok=files_ok,
             failures=failures + stats.failures,
@@ -292,7 +295,10 @@ class RAG:
         """
         chunker = make_chunker(self.config.chunker)
         with writer_lock(self.index_dir):
-            return write_generation(self.index_dir, self.config, documents, chunker, self.embedder, progress)
+            stats = write_generation(self.index_dir, self.config, documents, chunker, self.embedder, progress)
+        if stats.published:
+            self.merges.request()
+        return stats
 
     # --- maintenance ---
 
@@ -304,7 +310,26 @@ class RAG:
         no document are listed in `DeleteReport.unmatched`. An empty target, a directory without
         its trailing `/` and `./` or `/` raise `TargetError` (nothing is deleted).
         """
-        return delete_documents(self.index_dir, sources, all_documents)
+        report = delete_documents(self.index_dir, sources, all_documents)
+        if report.published:
+            self.merges.request()
+        return report
+
+    @cached_property
+    def merges(self) -> MergeScheduler:
+        """Merges segments in the background after this RAG's commits (`segments` settings)."""
+        return MergeScheduler(self.index_dir, lambda: self.config.segments)
+
+    def wait_for_merges(self, timeout: float | None = None) -> bool:
+        """Block until background merges are done; False if `timeout` seconds passed first."""
+        return self.merges.wait(timeout)
+
+    def optimize(self, max_segments: int = 1, progress: Progress | None = None) -> list[MergeResult]:
+        """Merge the index down to `max_segments` segments, purging deleted rows (`ragkit
+        optimize`); readers keep being served meanwhile. Upgrades an index written before
+        segments. Returns the merges done."""
+        self.merges.wait()
+        return optimize_index(self.index_dir, max_segments, progress)
 
     def status(self) -> IndexStatus:
         """Counts, generation and on-disk size of the published index."""
@@ -404,6 +429,9 @@ class RAG:
         return trace, self.retrieve(question, top_k, trace, filter=filter)
 
     def close(self) -> None:
+        """Wait for background merges, then release the open generation."""
+        if "merges" in self.__dict__:
+            self.merges.wait()
         if self._snapshot is not None:
             self._snapshot.close()
             self._snapshot = None

@@ -189,7 +189,23 @@ def ingest(
         print_json(_ingest_json(report, index))
     else:
         _print_ingest_summary(report, index)
+    _wait_for_merges(rag, as_json)
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _wait_for_merges(rag: RAG, as_json: bool) -> None:
+    """Let the background merge a commit started finish (the commit itself is published)."""
+    if not rag.merges.running:
+        return
+    try:
+        with show_progress(rag.merges.progress, as_json):
+            rag.wait_for_merges()
+    except KeyboardInterrupt:
+        err.print(
+            "merge interrupted: the index is complete as published; segments are merged after a later commit "
+            "or by `ragkit optimize`",
+            style="yellow",
+        )
 
 
 def _ingest_json(report: IngestReport, index: Path) -> dict:
@@ -341,7 +357,8 @@ def delete(
     from ragkit.indexes.maintenance import delete_documents
 
     with command_errors(as_json, index):
-        report = delete_documents(index, sources or [], all_documents)
+        rag = RAG.open(index)
+        report = rag.delete(sources or [], all_documents)
     if as_json:
         print_json({"index": str(index), **report.model_dump()})
     else:
@@ -352,7 +369,37 @@ def delete(
         out.print(f"  in index:          {report.documents_total} documents, {report.chunks_total} chunks")
     for target in report.unmatched:
         err.print(f"warning: {target}: no such document in the index", style="yellow", markup=False, highlight=False)
+    _wait_for_merges(rag, as_json)
     raise typer.Exit(0 if not report.unmatched else 1 if report.deleted else 2)
+
+
+@app.command()
+def optimize(
+    index: IndexOption = Path(DEFAULT_INDEX_DIR),
+    max_segments: Annotated[int, typer.Option("--max-segments", min=1, help="Merge down to at most this many segments.")] = 1,
+    as_json: JsonOption = False,
+) -> None:
+    """Merge the index's segments (down to --max-segments), purging deleted rows; upgrades an
+    index written before segments. Readers keep being served; nothing is re-embedded."""
+    from ragkit.indexes.maintenance import index_status, optimize_index
+
+    progress = Progress("optimize")
+    with command_errors(as_json, index):
+        with show_progress(progress, as_json):
+            results = optimize_index(index, max_segments, progress)
+        info = index_status(index)
+    if as_json:
+        print_json({"index": str(index), "merges": [r.model_dump() for r in results], "segments": len(info.segments), "generation": info.generation})
+        return
+    done = [r for r in results if r.generation is not None]
+    out.print(
+        f"[bold]Optimized {index}[/]: {len(done)} merge(s); {len(info.segments)} segment(s), "
+        f"{info.chunks} chunks, generation {info.generation}",
+        highlight=False,
+    )
+    for r in results:
+        if r.dropped:
+            err.print(f"warning: merge of {', '.join(r.merged)} dropped: {r.dropped}", style="yellow", markup=False)
 
 
 def _size(n: int) -> str:
@@ -400,7 +447,11 @@ def status(
         out.print(f"[bold]Index {index}[/]", highlight=False)
         out.print(f"  generation:  {info.generation} ({info.directory}, published {created})", highlight=False)
         out.print(f"  documents:   {info.documents} from {info.sources} source files")
-        out.print(f"  chunks:      {info.chunks} (dense, sparse and store)")
+        deleted = f", {info.deleted_chunks} deleted rows not yet merged away" if info.deleted_chunks else ""
+        out.print(f"  chunks:      {info.chunks} (dense, sparse and store{deleted})")
+        sizes = ", ".join(f"{s.live_chunks}" for s in info.segments[:12]) + (" ..." if len(info.segments) > 12 else "")
+        merging = f"; merging now: {', '.join(info.merging)}" if info.merging else ""
+        out.print(f"  segments:    {len(info.segments)} (live chunks: {sizes}){merging}")
         out.print(f"  model:       {info.embedding_model} ({info.dim} dimensions)", markup=False, highlight=False)
         out.print(f"  dense:       {info.dense_backend}", markup=False, highlight=False)
         out.print(f"  on disk:     {_size(info.size_bytes)} ({_size(info.generation_size_bytes)} published generation)")

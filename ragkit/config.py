@@ -156,6 +156,22 @@ class RetrievalConfig(Strict):
 # --- the pipeline --------------------------------------------------------------------------
 
 
+class SegmentsConfig(Strict):
+    """How the segments of an index are merged (ragkit/indexes/merge.py: a tiered policy, as
+    Lucene's). Merging never changes results; it bounds how many segments a query searches and
+    purges deleted rows. Not part of the index signature: change it freely."""
+
+    per_tier: int = Field(10, ge=2, description="merge when a size tier holds this many segments")
+    floor_rows: int = Field(10_000, ge=1, description="segments up to this many live rows share the lowest tier")
+    max_merged_rows: int = Field(
+        5_000_000, ge=1, description="background merges never produce a larger segment (`ragkit optimize` may)"
+    )
+    max_deleted_share: float = Field(
+        0.3, gt=0, le=1, description="a segment with a larger share of deleted rows is rewritten without them"
+    )
+    background: bool = Field(True, description="merge after commits in a background thread (false: only `ragkit optimize`)")
+
+
 class PipelineConfig(Strict):
     name: str = "default"
     loader: LoaderConfig = Field(default_factory=LoaderConfig)
@@ -166,6 +182,7 @@ class PipelineConfig(Strict):
     sparse: SparseConfig = component_field("sparse_index", "bm25")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
     generator: GeneratorConfig = component_field("generator", "extractive")
+    segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
 
     @model_validator(mode="after")
     def _chat_users_need_a_chat_model(self) -> PipelineConfig:

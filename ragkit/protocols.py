@@ -13,7 +13,7 @@ are built by `ragkit.components.build(stage, config, **deps)`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Generator as GeneratorOf
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,7 @@ from ragkit.schema import Chunk, Citation, Document, Hit, LoadFailure, Retriever
 if TYPE_CHECKING:
     from ragkit.config import LoaderConfig
     from ragkit.indexes.filters import MetadataFilter
-    from ragkit.indexes.generation import GenerationView
+    from ragkit.indexes.generation import GenerationView, SegmentView
 
 Ranking = Sequence[tuple[int, float]]  # (row, score), best first
 Messages = list[dict[str, str]]
@@ -89,10 +89,12 @@ class Embedder(Protocol):
 class VectorSearcher(Protocol):
     """Search over the vectors of ONE published generation (what a reader opened).
 
-    Rows are the generation's chunk rows; scores are inner products (cosine on normalised
-    vectors). `flt` is the parsed metadata filter; each store applies it its own way (faiss: the
-    store's row mask, chroma: a `where` clause, SQL: a WHERE) with the same semantics. Results
-    for each query: (rows, scores), best first, ties by lower row, at most k."""
+    Rows are the generation's global rows (its segments' rows concatenated in manifest order,
+    `GenerationView`); deleted rows are never returned. Scores are inner products (cosine on
+    normalised vectors). `flt` is the parsed metadata filter; each store applies it its own way
+    (faiss: the store's row mask, chroma: a `where` clause, SQL: a WHERE) with the same
+    semantics. Results for each query: (rows, scores), best first, ties by lower row, at most k.
+    `len()` is the generation's number of global rows."""
 
     def __len__(self) -> int: ...
 
@@ -111,12 +113,15 @@ class VectorSearcher(Protocol):
 class VectorStore(Protocol):
     """Where a pipeline's vectors live, kept in step with the index's generations.
 
-    The writer calls, in order: `prepare` (connect; repair what a crashed writer left, before
-    anything is embedded), `write` (the new generation's vectors, into its directory or the
-    store), `before_publish` (make the new generation searchable without disturbing readers of
-    the current one), then publishes, then `after_publish` (drop what only older generations
-    used). Readers call `open`. `verify` proves the store holds exactly a generation's vectors.
-    A crash between any two steps must leave the published generation fully searchable.
+    An index is a list of immutable segments plus per-generation deletions
+    (ragkit/indexes/layout.py). The writer calls, in order: `prepare` (connect; repair what a
+    crashed writer left, before anything is embedded), `write_segment` for each new segment (a
+    commit's added chunks or a merge's output: its local rows and vectors), `before_publish`
+    (make the new generation, with its new segments, deletions and segments merged away,
+    searchable without disturbing readers of the current one), then publishes, then
+    `after_publish` (drop what only older generations used). Readers call `open`. `verify`
+    proves the store holds exactly a generation's live vectors. A crash between any two steps
+    must leave the published generation fully searchable.
     """
 
     @property
@@ -130,15 +135,15 @@ class VectorStore(Protocol):
 
     def prepare(self, current: GenerationView | None) -> None: ...
 
-    def write(self, new: GenerationView, vectors: np.ndarray) -> None: ...
+    def write_segment(self, segment: SegmentView, vectors: np.ndarray) -> None: ...
 
-    def before_publish(self, current: GenerationView | None, new: GenerationView, refreshed_docs: list[str]) -> None: ...
+    def before_publish(self, current: GenerationView | None, new: GenerationView) -> None: ...
 
     def after_publish(self, new: GenerationView) -> None: ...
 
     def open(self, generation: GenerationView) -> VectorSearcher: ...
 
-    def verify(self, generation: GenerationView, vectors: np.ndarray, sample: int) -> tuple[list[str], str]: ...
+    def verify(self, generation: GenerationView, sample: int) -> tuple[list[str], str]: ...
 
     def describe(self) -> str:
         """One line for `ragkit status` (no connection needed)."""
@@ -149,25 +154,41 @@ class VectorStore(Protocol):
         ...
 
 
+class SparseWriter(Protocol):
+    """The sparse index's side of one commit or merge."""
+
+    def write_segment(self, texts: Iterable[str], directory: Path) -> None:
+        """Index a new segment's chunk texts (local row i = the i-th text) into its directory."""
+        ...
+
+    def merge_segments(self, parts: Sequence[SegmentView], directory: Path) -> None:
+        """Index the live rows of `parts`, in order, into a merged segment's directory."""
+        ...
+
+    def finish(self, generation_dir: Path) -> None:
+        """Write the generation-level files (e.g. BM25's vocabulary) into the new generation."""
+        ...
+
+
 class SparseBackend(Protocol):
-    """The sparse (lexical) index kind of a pipeline: its analyzer, and how a generation's index
-    is written and opened."""
+    """The sparse (lexical) index kind of a pipeline: its analyzer, how segments are written, and
+    how a generation is opened (with the statistics of its live rows)."""
 
     @property
     def analyzer(self) -> Callable[[str], list[str]]: ...
 
-    def write(self, texts: Sequence[str], directory: Path) -> None: ...
+    def writer(self, current: GenerationView | None) -> SparseWriter: ...
 
-    def open(self, directory: Path) -> SparseIndex: ...
+    def open(self, generation: GenerationView) -> SparseIndex: ...
 
-    def verify(self, directory: Path, texts: Sequence[str] | None) -> tuple[list[str], str]:
-        """(problems, summary): the index at `directory` holds exactly `texts` (chunk texts by row)."""
+    def verify(self, generation: GenerationView) -> tuple[list[str], str]:
+        """(problems, summary): each segment's index holds exactly its chunks' texts."""
         ...
 
 
 class SparseIndex(Protocol):
-    """Lexical search over the analyzed chunk texts of one generation (rows as in the store).
-    `allowed`: a boolean mask over rows (the store's metadata filter)."""
+    """Lexical search over the analyzed chunk texts of one generation (global rows, deleted rows
+    never returned). `allowed`: a boolean mask over global rows (the store's metadata filter)."""
 
     def __len__(self) -> int: ...
 

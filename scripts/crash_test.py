@@ -17,11 +17,15 @@ subprocess and sends it SIGKILL at a random moment. Then it checks that
 Expected states come from the corpus itself (loaders + chunker), not from the index.
 
 Kill moments are real timing, no hooks in ragkit: a first, uninterrupted run records when each
-phase begins (as seen on disk: the new generation directory appears; its manifest.json is written
-at the start of publishing; CURRENT is swapped; old generations are removed). Each kill then
-waits for one of those moments and sleeps a random fraction of that phase's measured length, so
-kills spread over startup, building, publishing, the swap and cleanup. Where the kill really
-landed is read from the disk afterwards and reported.
+phase begins (as seen on disk: the new generation directory appears; the new segment's vectors
+are written; the generation's manifest.json is written at the start of publishing; CURRENT is
+swapped; old generations are removed; a background merge reserves its segment and publishes).
+The pipeline merges eagerly (`segments.per_tier: 2`), so nearly every ingest ends with a merge
+that the CLI waits for. Each kill then waits for one of those moments and sleeps a random
+fraction of that phase's measured length, so kills spread over startup, building, publishing, the
+swap, cleanup and the merge. Where the kill really landed is read from the disk afterwards and
+reported. A kill during the merge must leave the commit's (new) state: the merge is dropped and
+its reserved segment removed by the next writer.
 
     python scripts/crash_test.py --kills 20 --seed 7 [--json] [--workdir DIR] [--keep]
 
@@ -49,21 +53,29 @@ sys.path.insert(0, str(ROOT))
 
 from ragkit import RAG  # noqa: E402
 from ragkit.chunkers import make_chunker  # noqa: E402
-from ragkit.config import PipelineConfig  # noqa: E402
+from ragkit.config import PipelineConfig, parse_pipeline  # noqa: E402
 from ragkit.indexes.embedder import make_embedder  # noqa: E402
+from ragkit.indexes.generation import GenerationView  # noqa: E402
 from ragkit.indexes.layout import (  # noqa: E402
+    BUILDING_SUFFIX,
     CURRENT_FILE,
+    EMBEDDINGS_FILE,
     LOCK_FILE,
     MANIFEST_FILE,
+    SEGMENTS_DIR,
     generation_dir_name,
+    next_segment_number,
     read_current,
+    segment_dir_name,
 )
 from ragkit.indexes.maintenance import verify_index  # noqa: E402
 from ragkit.indexes.snapshot import IndexSnapshot  # noqa: E402
-from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash  # noqa: E402
+from ragkit.indexes.store import document_hash  # noqa: E402
 from ragkit.loaders import discover, load_file  # noqa: E402
 
-PHASES = ["startup", "building", "indexing", "publishing", "swapping", "cleanup", "published"]
+PHASES = ["startup", "building", "indexing", "publishing", "swapping", "cleanup", "merging", "published"]
+# Eager merges: every ingest after the first leaves two segments of one tier, merged at once.
+PIPELINE = {"segments": {"per_tier": 2, "floor_rows": 100_000}}
 BEFORE_SWAP = {"startup", "building", "indexing", "publishing", "swapping"}
 ANCHOR_QUESTION = "Who built the Kestrel lighthouse?"
 ANCHOR_TEXT = (
@@ -184,15 +196,16 @@ def index_state(index_dir: Path) -> tuple[State, list[str]]:
     """The published generation's content, and any duplicate (which a State would hide)."""
     manifest = read_current(index_dir)
     assert manifest is not None
-    store = ChunkStore.open(index_dir / manifest.directory / STORE_FILE)
+    view = GenerationView.open(index_dir, manifest)
     try:
-        documents = list(store.db.execute("SELECT id, content_hash FROM documents"))
-        chunks = list(store.db.execute('SELECT id, doc_id, start, "end" FROM chunks'))
+        documents = list(view.store.document_hashes().items())
+        chunks = [(c.id, c.doc_id, c.start, c.end) for _, c, _ in view.store.chunks_of(sorted(view.store.document_sources()))]
+        n_docs = view.store.count_documents()
     finally:
-        store.close()
+        view.close()
     problems = []
-    if len(set(documents)) != len(documents):
-        problems.append("duplicate documents")
+    if len(set(documents)) != len(documents) or n_docs != len(documents):
+        problems.append(f"duplicate documents ({n_docs} live, {len(documents)} distinct ids)")
     if len(set(chunks)) != len(chunks) or len({c[0] for c in chunks}) != len(chunks):
         problems.append(f"duplicate chunks ({len(chunks) - len(set(chunks))})")
     return State(frozenset(documents), frozenset(chunks)), problems
@@ -208,6 +221,7 @@ class Observer:
         self.index_dir = index_dir
         self.old = old_generation
         self.new_dir = index_dir / generation_dir_name(old_generation + 1)
+        self.new_segment = index_dir / SEGMENTS_DIR / segment_dir_name(next_segment_number(index_dir))
         self.kept = generation_dir_name(old_generation)
         # While polling, only a few stat calls (the writer must not compete with a busy poller).
         self.current_inode = self._current_inode()
@@ -223,12 +237,17 @@ class Observer:
     def quick_phase(self) -> str:
         """The phase from a few stat calls (no directory listing); "swapping" shows as "publishing"."""
         if self._current_inode() != self.current_inode:  # os.replace gives CURRENT a new inode
-            return "cleanup" if self.has_stale and self.last_stale.exists() else "published"
+            if self.has_stale and self.last_stale.exists():
+                return "cleanup"
+            return "merging" if self._merging() else "published"
         if (self.new_dir / MANIFEST_FILE).exists():
             return "publishing"
-        if (self.new_dir / "embeddings.npy").exists():
+        if (self.new_segment / EMBEDDINGS_FILE).exists():
             return "indexing"
         return "building" if self.new_dir.exists() else "startup"
+
+    def _merging(self) -> bool:
+        return any((self.index_dir / SEGMENTS_DIR).glob(f"*{BUILDING_SUFFIX}"))
 
     def _tmp_current(self) -> bool:
         return any(self.index_dir.glob(f"{CURRENT_FILE}.tmp-*"))
@@ -237,26 +256,34 @@ class Observer:
         """(phase, detail)."""
         current = read_current(self.index_dir)
         if current is not None and current.generation > self.old:
+            if self._merging():
+                return "merging", "a merge's reserved segment is present (its process was killed)"
             stale = [p.name for p in self.index_dir.glob("gen-*") if p.name < self.kept]
             if stale or self._tmp_current():
                 return "cleanup", "old generations still present" if stale else "temporary CURRENT present"
+            if current.generation > self.old + 1:
+                return "published", "clean (and merged)"
             return "published", "clean"
         if self.new_dir.is_dir():
             if (self.new_dir / MANIFEST_FILE).exists():
                 return ("swapping", "CURRENT.tmp written") if self._tmp_current() else ("publishing", "fsync")
-            names = {p.name for p in self.new_dir.iterdir()}
+            names = {p.name for p in self.new_segment.iterdir()} if self.new_segment.is_dir() else set()
             if "bm25" in names:
-                return "indexing", "sparse index being saved"
+                return "indexing", "sparse postings being saved"
             if "dense.faiss" in names:
                 return "indexing", "dense index saved"
             if "embeddings.npy" in names:
-                return "indexing", "vectors saved, store being written"
-            return "building", "store copied; loading the model, chunking, embedding"
+                return "indexing", "vectors saved"
+            return "building", "loading the model, chunking, embedding"
         return "startup", "loading files / waiting for the lock"
 
 
 def ingest_command(corpus: Path, index_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "ragkit.cli", "ingest", str(corpus), "--index", str(index_dir), "--prune", "--json"]
+    pipeline = index_dir.parent / "pipeline.yaml"
+    return [
+        sys.executable, "-m", "ragkit.cli", "ingest", str(corpus), "--index", str(index_dir), "--prune", "--json",
+        "--pipeline", str(pipeline),
+    ]  # fmt: skip
 
 
 def subprocess_env() -> dict[str, str]:
@@ -366,13 +393,25 @@ def check_leftovers(index_dir: Path, problems: list[str]) -> None:
     newer = [p.name for p in index_dir.glob("gen-*") if p.name > current.directory]
     if newer:
         problems.append(f"unpublished generations left after the re-run: {newer}")
+    listed = {s.name for s in current.segments}
+    kept = set(listed)
+    for path in index_dir.glob("gen-*"):
+        try:
+            kept.update(s["name"] for s in json.loads((path / MANIFEST_FILE).read_text())["segments"])
+        except (OSError, ValueError, KeyError):
+            pass
+    orphans = sorted(p.name for p in (index_dir / SEGMENTS_DIR).glob("seg-*") if p.is_dir() and p.name not in kept)
+    if orphans:
+        problems.append(f"segments no generation lists were left after the re-run: {orphans}")
+    if any((index_dir / SEGMENTS_DIR).glob(f"*{BUILDING_SUFFIX}")):
+        problems.append("a merge reservation was left after the re-run")
     if any(index_dir.glob(f"{CURRENT_FILE}.tmp-*")):
         problems.append("temporary CURRENT file left after the re-run")
 
 
 def plan(kills: int, rng: random.Random) -> list[str]:
     """Anchor phases for the kills: spread over the run, most where the writer does work."""
-    weights = {"startup": 0.1, "building": 0.25, "indexing": 0.2, "publishing": 0.2, "cleanup": 0.25}
+    weights = {"startup": 0.1, "building": 0.2, "indexing": 0.15, "publishing": 0.15, "cleanup": 0.15, "merging": 0.25}
     anchors = [a for a, w in weights.items() for _ in range(max(1, round(w * kills)))]
     while len(anchors) < kills:
         anchors.append("building")
@@ -385,7 +424,7 @@ def window(anchor: str, times: dict[str, float], total: float) -> float:
     """How long the anchor's phase lasted in the calibration run (the random delay's range)."""
     nxt = {
         "startup": "building", "building": "indexing", "indexing": "publishing",
-        "publishing": "cleanup", "cleanup": "published",
+        "publishing": "cleanup", "cleanup": "merging", "merging": "published",
     }  # fmt: skip
     start = times.get(anchor, 0.0)
     length = max(times.get(nxt[anchor], total) - start, 0.0)
@@ -412,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     corpus_dir, index_dir = workdir / "corpus", workdir / "index"
     started = time.monotonic()
-    config = PipelineConfig()
+    config: PipelineConfig = parse_pipeline(PIPELINE)
+    (workdir / "pipeline.yaml").write_text(json.dumps(PIPELINE), encoding="utf-8")
     embedder = make_embedder(config.dense.embedder)
     embedder.load()
     oracle = Oracle(config)
@@ -425,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         rag = RAG(config, index_dir)
         rag.embedder = embedder  # type: ignore[misc]
         rag.ingest([corpus_dir], prune=True)
+        rag.close()  # waits for the merge
         corpus.mutate()
     calibration = run_ingest(corpus_dir, index_dir)
     expected = oracle.expected(corpus_dir)
@@ -487,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             rag.embedder = embedder  # type: ignore[misc]
             try:
                 rag.ingest([corpus_dir], prune=True)
+                rag.close()  # waits for the merge
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"re-run failed: {type(exc).__name__}: {exc}")
         state, dupes = index_state(index_dir)

@@ -15,7 +15,7 @@ from rank_bm25 import BM25Okapi
 
 import ragkit.indexes.bm25 as bm25_module
 from ragkit.config import BM25TokenizerConfig
-from ragkit.indexes.bm25 import BM25Index
+from ragkit.indexes.bm25 import BM25Index, BM25Postings
 from ragkit.indexes.tokenize import ENGLISH_STOPWORDS, make_analyzer
 
 BOOLQ = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "boolq-dev"
@@ -86,20 +86,17 @@ def boolq_tokens(request, boolq) -> tuple[list[list[str]], list[list[str]]]:
 def test_scores_equal_rank_bm25_on_boolq(boolq_tokens, k1, b, epsilon):
     corpus, queries = boolq_tokens
     oracle = BM25Okapi(corpus, k1=k1, b=b, epsilon=epsilon)
-    f32 = BM25Index.build(corpus, k1=k1, b=b, epsilon=epsilon)
-    f64 = BM25Index.build(corpus, k1=k1, b=b, epsilon=epsilon, dtype=np.float64)
-    assert f32.dtype == np.float32 and f64.dtype == np.float64
-    assert len(f32) == f32.n_docs == len(corpus)
-    assert f32.avgdl == oracle.avgdl
-    assert f32.average_idf == pytest.approx(oracle.average_idf, rel=1e-12)
-    for term, col in f32.vocab.items():
-        assert f32.idf[col] == pytest.approx(oracle.idf[term], rel=1e-12, abs=1e-15)
+    index = BM25Index.build(corpus, k1=k1, b=b, epsilon=epsilon)
+    assert len(index) == index.n_docs == len(corpus)
+    assert index.avgdl == oracle.avgdl
+    assert index.average_idf == pytest.approx(oracle.average_idf, rel=1e-12)
+    for term, col in index.vocab.items():
+        assert index.idf[col] == pytest.approx(oracle.idf[term], rel=1e-12, abs=1e-15)
     for query in queries:
         want = oracle.get_scores(query)
-        np.testing.assert_allclose(f32.get_scores(query), want, **F32)
-        np.testing.assert_allclose(f64.get_scores(query), want, **F64)
-        scores = f64.get_scores(query)
-        assert_hits_equal(f64.search(query, 10), expected_hits(scores, matched_docs(corpus, query), 10))
+        np.testing.assert_allclose(index.get_scores(query), want, **F64)
+        scores = index.get_scores(query)
+        assert_hits_equal(index.search(query, 10), expected_hits(scores, matched_docs(corpus, query), 10))
 
 
 def test_boolq_without_stopwords_has_negative_idf_terms(boolq):
@@ -118,8 +115,8 @@ def test_boolq_without_stopwords_has_negative_idf_terms(boolq):
 def test_search_batch_equals_search_on_boolq(boolq_tokens, monkeypatch, dense_factor):
     corpus, queries = boolq_tokens
     index = BM25Index.build(corpus)
-    # All weights positive, so the sparse-matmul path is not skipped for zero sums.
-    assert index.matrix.data.min() > 0
+    # All idf positive (so all weights), so the sparse-matmul path is not skipped for zero sums.
+    assert index.idf.min() > 0
     want = {
         (k, masked): [index.search(q, k, allowed=_HALF if masked else None) for q in queries]
         for k in (1, 10, 5000)
@@ -150,20 +147,18 @@ def test_dense_and_sparse_accumulation_agree(boolq_tokens, monkeypatch):
 
 
 @pytest.mark.parametrize("mmap", [True, False])
-def test_save_load_round_trip(boolq_tokens, tmp_path, mmap):
+def test_postings_save_load_round_trip(boolq_tokens, tmp_path, mmap):
+    """A segment's postings are written once and memory-mapped by readers: scores are unchanged."""
     corpus, queries = boolq_tokens
     index = BM25Index.build(corpus, k1=1.2, b=0.6, epsilon=0.3)
-    index.save(tmp_path / "bm25")
+    index.postings.save(tmp_path / "bm25")
     assert {p.name for p in (tmp_path / "bm25").iterdir()} == {
-        "data.npy", "indices.npy", "indptr.npy", "doc_lengths.npy", "idf.npy",
-        "vocab.json", "params.json",
+        "terms.npy", "indptr.npy", "rows.npy", "tf.npy", "lengths.npy", "params.json",
     }  # fmt: skip
-    loaded = BM25Index.load(tmp_path / "bm25", mmap=mmap)
-    assert (loaded.k1, loaded.b, loaded.epsilon) == (1.2, 0.6, 0.3)
-    assert loaded.dtype == np.float32
-    assert loaded.vocab == index.vocab and len(loaded) == len(index)
-    assert _is_memory_mapped(loaded.matrix.data) is mmap
-    assert _is_memory_mapped(loaded.matrix.indices) is mmap
+    postings = BM25Postings.load(tmp_path / "bm25", mmap=mmap)
+    loaded = BM25Index(postings, index.idf, {"k1": 1.2, "b": 0.6, "epsilon": 0.3, "avgdl": index.avgdl, "average_idf": index.average_idf}, index.vocab)
+    assert _is_memory_mapped(postings.tf) is mmap
+    assert _is_memory_mapped(postings.rows) is mmap
     allowed = np.arange(len(corpus)) % 3 != 0
     for query in queries:
         np.testing.assert_array_equal(loaded.get_scores(query), index.get_scores(query))
@@ -186,7 +181,7 @@ def _is_memory_mapped(array: np.ndarray) -> bool:
 
 def test_negative_idf_gets_epsilon_times_average_idf():
     corpus = [["x", "a"], ["x", "b"], ["x", "c"], ["d"]]  # x is in 3 of 4 docs
-    index = BM25Index.build(corpus, dtype=np.float64)
+    index = BM25Index.build(corpus)
     oracle = BM25Okapi(corpus)
     raw = {t: math.log(4 - df + 0.5) - math.log(df + 0.5) for t, df in
            {"x": 3, "a": 1, "b": 1, "c": 1, "d": 1}.items()}  # fmt: skip
@@ -200,7 +195,7 @@ def test_negative_idf_gets_epsilon_times_average_idf():
 
 def test_negative_average_idf_floors_to_a_negative_weight():
     corpus = [["a", "b"], ["a", "b"], ["a", "c"]]  # a, b in more than half: average idf < 0
-    index = BM25Index.build(corpus, dtype=np.float64)
+    index = BM25Index.build(corpus)
     oracle = BM25Okapi(corpus)
     assert oracle.average_idf < 0
     np.testing.assert_allclose(index.get_scores(["a"]), oracle.get_scores(["a"]), **F64)
@@ -210,7 +205,7 @@ def test_negative_average_idf_floors_to_a_negative_weight():
 
 def test_idf_exactly_zero_stays_zero_and_doc_is_still_a_hit():
     corpus = [["h"], ["h", "q"], ["q"], ["r"]]  # h: df = N/2, idf = 0 (not floored)
-    index = BM25Index.build(corpus, dtype=np.float64)
+    index = BM25Index.build(corpus)
     assert index.idf[index.vocab["h"]] == 0.0
     np.testing.assert_array_equal(index.get_scores(["h"]), BM25Okapi(corpus).get_scores(["h"]))
     docs, scores = index.search(["h"], 5)
@@ -232,7 +227,7 @@ def test_weights_underflowing_float32_are_still_hits():
 
 def test_repeated_query_terms_count_each_time():
     corpus = [["a", "b"], ["b", "c"], ["c", "d"], ["e"]]
-    index = BM25Index.build(corpus, dtype=np.float64)
+    index = BM25Index.build(corpus)
     oracle = BM25Okapi(corpus)
     np.testing.assert_allclose(index.get_scores(["a", "a", "a"]), 3 * index.get_scores(["a"]), **F64)
     for query in (["a", "a"], ["b", "c", "b"], ["d", "a", "d", "d"]):
@@ -252,7 +247,7 @@ def test_unknown_terms_contribute_nothing():
 
 def test_empty_documents():
     corpus = [[], ["a", "b"], [], ["b", "c", "c"], []]
-    index = BM25Index.build(corpus, dtype=np.float64)
+    index = BM25Index.build(corpus)
     oracle = BM25Okapi(corpus)
     assert index.avgdl == oracle.avgdl == 1.0
     for query in (["a"], ["b", "c"], ["c", "c"]):
@@ -263,7 +258,7 @@ def test_empty_documents():
 def test_empty_documents_with_b_1_are_zero_not_nan():
     """rank-bm25 divides 0/0 for an empty doc when b == 1; we give it 0."""
     corpus = [[], ["a", "b"], ["b"]]
-    index = BM25Index.build(corpus, b=1.0, dtype=np.float64)
+    index = BM25Index.build(corpus, b=1.0)
     with np.errstate(all="ignore"):
         want = BM25Okapi(corpus, b=1.0).get_scores(["b"])
     assert np.isnan(want[0])
@@ -274,7 +269,7 @@ def test_empty_documents_with_b_1_are_zero_not_nan():
 
 def test_k1_zero_gives_idf_of_matched_terms_not_nan():
     corpus = [["a", "a", "b"], ["b", "c"], ["d"], ["e"]]
-    index = BM25Index.build(corpus, k1=0.0, dtype=np.float64)
+    index = BM25Index.build(corpus, k1=0.0)
     idf = {t: index.idf[c] for t, c in index.vocab.items()}
     np.testing.assert_allclose(
         index.get_scores(["a", "b"]), [idf["a"] + idf["b"], idf["b"], 0.0, 0.0], **F64
@@ -289,13 +284,13 @@ def test_empty_corpus_is_sane(tmp_path):
         docs, scores = index.search(["a"], 5)
         assert docs.size == 0 and docs.dtype == np.int64 and scores.dtype == np.float64
         assert [h[0].size for h in index.search_batch([["a"], []], 5)] == [0, 0]
-        index.save(tmp_path / str(len(corpus)))
-        assert BM25Index.load(tmp_path / str(len(corpus))).search(["a"], 5)[0].size == 0
+        index.postings.save(tmp_path / str(len(corpus)))
+        assert BM25Postings.load(tmp_path / str(len(corpus))).n_rows == len(corpus)
 
 
 def test_single_document():
     corpus = [["only", "doc", "doc"]]
-    index = BM25Index.build(corpus, dtype=np.float64)
+    index = BM25Index.build(corpus)
     oracle = BM25Okapi(corpus)
     np.testing.assert_allclose(index.get_scores(["doc"]), oracle.get_scores(["doc"]), **F64)
     docs, scores = index.search(["doc", "missing"], 10)
@@ -382,12 +377,12 @@ def test_a_str_query_is_rejected():
 
 
 def test_load_rejects_unknown_format(tmp_path):
-    BM25Index.build([["a"]]).save(tmp_path)
+    BM25Index.build([["a"]]).postings.save(tmp_path)
     params = json.loads((tmp_path / "params.json").read_text())
     params["format_version"] = 999
     (tmp_path / "params.json").write_text(json.dumps(params))
     with pytest.raises(ValueError, match="format"):
-        BM25Index.load(tmp_path)
+        BM25Postings.load(tmp_path)
 
 
 # --- random small corpora vs rank-bm25 ------------------------------------------------------
@@ -409,7 +404,7 @@ _EPS = st.one_of(st.sampled_from([0.0, 0.25]), st.floats(0.0, 1.0))
 def test_random_corpora_match_rank_bm25(corpus, queries, k1, b, epsilon, k):
     oracle = BM25Okapi(corpus, k1=k1, b=b, epsilon=epsilon)
     f32 = BM25Index.build(corpus, k1=k1, b=b, epsilon=epsilon)
-    f64 = BM25Index.build(corpus, k1=k1, b=b, epsilon=epsilon, dtype=np.float64)
+    f64 = BM25Index.build(corpus, k1=k1, b=b, epsilon=epsilon)
     allowed = np.array([i % 2 == 0 for i in range(len(corpus))])
     batch = f32.search_batch(queries, k)
     # Tiny corpora always take the per-query dense path; force the sparse matmul too.

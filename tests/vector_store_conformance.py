@@ -7,8 +7,10 @@ snapshot and verification with the bundled embedding model:
 - add, update and delete documents over several generations: searches see exactly the
   published chunks, `status --verify` passes after each commit;
 - metadata filters: the hand-written battery of tests/test_filters.py and generated filters
-  select exactly the chunks `MetadataFilter.matches` selects;
-- scores: equal to exact inner-product search over the stored vectors (top-k, ties by row);
+  select exactly the chunks `MetadataFilter.matches` selects, on an index of several segments
+  with deleted rows;
+- scores: equal to exact inner-product search over the live stored vectors (top-k, ties by
+  row), across segments with deletions, and unchanged by merging them (`optimize`);
 - a crash between the store's pre-publish writes and the publish leaves the published
   generation fully and only searchable, and the next commit repairs the store.
 """
@@ -29,7 +31,8 @@ import ragkit.indexes.writer as writer_module
 from ragkit.config import PipelineConfig, parse_pipeline
 from ragkit.indexes.embedder import make_embedder
 from ragkit.indexes.filters import MetadataFilter
-from ragkit.indexes.layout import EMBEDDINGS_FILE, read_current, writer_lock
+from ragkit.indexes.layout import read_current, writer_lock
+from ragkit.indexes.merge import optimize_index
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.verify import verify_index
 from ragkit.indexes.writer import WriteStats, write_generation
@@ -123,26 +126,48 @@ class VectorStoreConformance:
         unchanged = self.write(index, backend, [changed, *docs[4:]])
         assert not unchanged.published and unchanged.texts_embedded == 0
 
-    def test_scores_equal_exact_search(self, tmp_path: Path, backend: dict[str, Any]) -> None:
-        index = tmp_path / "index"
-        self.write(index, backend, corpus(30, seed=3))
-        snapshot = IndexSnapshot.open(index)
+    def exact_top(self, index_dir: Path, question: str, k: int) -> tuple[list[str], list[float], list[str], np.ndarray]:
+        """(exact top-k chunk ids and scores over the live vectors, the store's found ids and scores)."""
+        snapshot = IndexSnapshot.open(index_dir)
         try:
-            vectors = np.load(snapshot.path / EMBEDDINGS_FILE)
-            for question in ("nebula and galaxy", "a crater on the moon", "pulsar eclipse"):
-                query = embedder().embed_query(question)
-                exact = vectors @ query
-                order = np.lexsort((np.arange(len(exact)), -exact))[:10]
-                [(rows, scores)] = snapshot.dense.search(query.reshape(1, -1), 10)
-                assert rows.tolist() == order.tolist()
-                assert np.allclose(scores, exact[order], atol=1e-5)
+            live = np.flatnonzero(snapshot.view.live())
+            vectors = snapshot.view.vectors_at(live)
+            query = embedder().embed_query(question)
+            exact = vectors @ query
+            order = np.lexsort((live, -exact))[:k]
+            want = [c.id for c in snapshot.store.chunks_by_rows(live[order].tolist())]
+            [(rows, scores)] = snapshot.dense.search(query.reshape(1, -1), k)
+            got = [c.id for c in snapshot.store.chunks_by_rows(rows.tolist())]
+            return want, exact[order].tolist(), got, scores
         finally:
             snapshot.close()
+
+    def test_scores_equal_exact_search(self, tmp_path: Path, backend: dict[str, Any]) -> None:
+        index = tmp_path / "index"
+        docs = corpus(30, seed=3)
+        self.write(index, backend, docs[:12])  # three segments, with deletions in the first two
+        self.write(index, backend, docs[12:24], delete=("doc2", "doc5"))
+        changed = [Document(id=d.id, source=d.source, text=d.text + "\n\nA new paragraph on auroras.", metadata=d.metadata) for d in docs[14:18]]
+        self.write(index, backend, [*changed, *docs[24:]])
+        assert len(read_current(index).segments) == 3  # type: ignore[union-attr]
+        for optimized in (False, True):
+            for question in ("nebula and galaxy", "a crater on the moon", "pulsar eclipse", "auroras"):
+                want, want_scores, got, scores = self.exact_top(index, question, 10)
+                assert got == want, (question, optimized)
+                assert np.allclose(scores, want_scores, atol=1e-5)
+            if not optimized:
+                optimize_index(index)
+                manifest = read_current(index)
+                assert manifest is not None and len(manifest.segments) == 1 and manifest.segments[0].deleted_chunks == 0
+                report = verify_index(index, embedder())
+                assert report.ok, report.problems
 
     @pytest.fixture
     def filtered_index(self, tmp_path: Path, backend: dict[str, Any]) -> tuple[Path, dict[str, dict[str, Any]]]:
         index = tmp_path / "index"
-        self.write(index, backend, corpus(40))
+        docs = corpus(40)
+        self.write(index, backend, docs[:25])  # two segments, deleted rows in the first
+        self.write(index, backend, docs[25:], delete=("doc3", "doc11", "doc19"))
         snapshot = IndexSnapshot.open(index)
         try:
             flat = {cid: meta for _, cid, meta in snapshot.store.chunk_records()}

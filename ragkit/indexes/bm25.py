@@ -1,30 +1,33 @@
-"""BM25Okapi as a precomputed sparse (doc x term) weight matrix.
+"""BM25Okapi over immutable segments, with statistics of the whole live corpus.
 
-Every (doc, term) weight
+A segment's postings (`BM25Postings`: term frequencies in a CSC layout, one column per term the
+segment holds, plus document lengths) are written once, when the segment is (by a commit or a
+merge), and never change. Term columns are identified by *global* term ids from the index's
+`Vocabulary` (append-only: ids never change, so segments written at different times agree).
+
+The statistics come from the live corpus of the generation being read (`SegmentedBM25.open`):
+N = live chunks, avgdl = their total length / N, df[t] = live chunks containing t (each
+segment's df minus its deleted rows' postings). From those, each term's idf and each row's
+length norm; a query's weights are then computed from the postings it touches:
 
     w[d, t] = idf[t] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl[d] / avgdl))
 
-is computed once at build time and stored in a CSC matrix (one column per term), the eager
-scoring scheme of bm25s. A query's scores are then the sum of a few columns: a gather of
-their postings and one `np.bincount`, with no Python loop over documents; `search_batch`
-scores many queries at once as a sparse (queries x terms) @ (terms x docs) product.
+so a commit never rewrites old postings (their weights change with every commit's statistics:
+precomputing them, as bm25s does, would mean rewriting every segment). Computing a weight per
+touched posting costs a gather and three vector operations more than summing precomputed ones.
 
-Scores equal `rank_bm25.BM25Okapi(corpus, k1, b, epsilon).get_scores(query)`, quirks
-included (checked by tests/test_bm25.py against rank-bm25 itself):
+Scores equal `rank_bm25.BM25Okapi(live corpus, k1, b, epsilon).get_scores(query)`, quirks
+included (checked by tests/test_bm25.py and, after updates and deletes, by tests/test_segments.py):
 
 * idf[t] = log(N - df + 0.5) - log(df + 0.5); a term whose idf is strictly negative (it is
   in more than half of the documents) gets `epsilon * average_idf` instead, where
-  average_idf is the mean idf over the whole vocabulary *before* that replacement (so it may
-  itself be negative on small corpora, and an idf of exactly 0 stays 0);
+  average_idf is the mean idf over the whole (live) vocabulary *before* that replacement (so it
+  may itself be negative on small corpora, and an idf of exactly 0 stays 0);
 * a query term repeated n times contributes n times; unknown query terms contribute 0;
 * avgdl = total tokens / N, empty documents included.
 
-Why not bm25s directly: its idf variants cannot express rank-bm25's floor. Its "robertson"
-idf clamps a negative idf to 0 (`_score_idf_robertson`, `allow_negative` is never set), so
-`BM25(method="atire", idf_method="robertson")` matches BM25Okapi only when no term is in more
-than half the documents or epsilon == 0; the other idf variants are different formulas.
-The matrix itself is a few lines of scipy, and owning it lets us add the allowed-docs mask
-and memory-mapped loading cheaply.
+Why not bm25s directly: its idf variants cannot express rank-bm25's floor (its "robertson" idf
+clamps a negative idf to 0), and it precomputes weights, which segments cannot keep exact.
 
 Deliberate differences from rank-bm25, where it has no sane answer:
 
@@ -46,17 +49,22 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
 
 from ragkit.components import ComponentConfig, register
+from ragkit.indexes.layout import SPARSE_DIR
 from ragkit.indexes.tokenize import Analyzer, BM25TokenizerConfig, make_analyzer
 
-FORMAT_VERSION = 1
-_ARRAYS = ("data", "indices", "indptr", "doc_lengths", "idf")
+if TYPE_CHECKING:
+    from ragkit.indexes.generation import GenerationView, SegmentView
+
+FORMAT_VERSION = 2
+VOCABULARY_FILE = "terms.txt"
+_POSTINGS = ("terms", "indptr", "rows", "tf", "lengths")
 # search_batch multiplies at most this many postings at once, which bounds the product
 # (at most one entry, ~12 bytes, per posting) and scipy's temporaries.
 _BATCH_POSTINGS = 1 << 22
@@ -84,184 +92,213 @@ class BM25Config(ComponentConfig):
     tokenizer: BM25TokenizerConfig = Field(default_factory=BM25TokenizerConfig)
 
 
-@register("sparse_index", "bm25", BM25Config)
-class BM25Backend:
-    """BM25Okapi over the analyzed chunk texts, equal to rank-bm25's scores (this module's docstring)."""
-
-    def __init__(self, config: BM25Config) -> None:
-        self.config = config
-        self.analyzer: Analyzer = make_analyzer(config.tokenizer)
-
-    def write(self, texts: Sequence[str], directory: Path) -> None:
-        """Index `texts` (chunk i -> document i) into `directory`. `texts` is iterated twice and
-        re-analyzed each time: cheaper than holding every token as a Python string."""
-        c = self.config
-        BM25Index.build(_Analyzed(texts, self.analyzer), k1=c.k1, b=c.b, epsilon=c.epsilon).save(directory)
-
-    def open(self, directory: Path) -> BM25Index:
-        return BM25Index.load(directory)
-
-    def verify(self, directory: Path, texts: Sequence[str] | None) -> tuple[list[str], str]:
-        """(problems, summary): every document of the index has the length and the terms of its
-        chunk's analyzed text, and every term occurs in some chunk. `texts`: the chunk texts in
-        row order (None: the store is broken, only the index itself is checked)."""
-        index = BM25Index.load(directory)
-        n = index.n_docs
-        if texts is None:
-            return [], f"{n} documents (not compared: the store could not be read)"
-        problems = []
-        if n != len(texts):
-            return [f"BM25 holds {n} documents, the store {len(texts)} chunks"], ""
-        structure = sp.csc_matrix(
-            (np.ones(len(index._indices), dtype=np.int8), index._indices, index._indptr),
-            shape=(index.n_docs, index.n_terms),
-        ).tocsr()
-        lengths = np.asarray(index.doc_lengths)
-        seen_terms = np.zeros(index.n_terms, dtype=bool)
-        vocab = index.vocab
-        for row, text in enumerate(texts):
-            tokens = self.analyzer(text)
-            if len(tokens) != int(lengths[row]):
-                problems.append(f"row {row}: BM25 length {int(lengths[row])} != {len(tokens)} analyzed tokens")
-                continue
-            try:
-                wanted = sorted({vocab[t] for t in tokens})
-            except KeyError as exc:
-                problems.append(f"row {row}: term {exc.args[0]!r} is not in the BM25 vocabulary")
-                continue
-            have = sorted(structure.indices[structure.indptr[row] : structure.indptr[row + 1]].tolist())
-            if have != wanted:
-                problems.append(f"row {row}: BM25 terms differ from the chunk's text")
-            seen_terms[wanted] = True
-        if not problems and not seen_terms.all():
-            problems.append(f"{int((~seen_terms).sum())} BM25 terms occur in no chunk")
-        return problems, f"{n} documents; lengths and terms match every chunk's analyzed text"
+# --- vocabulary --------------------------------------------------------------------------------
 
 
-class _Analyzed(Sequence[list[str]]):
-    """`texts` analyzed on the fly each time they are iterated (BM25Index.build iterates twice)."""
+class Vocabulary:
+    """Global term ids of an index: term i is line i of the generation's `terms.txt`.
 
-    def __init__(self, texts: Sequence[str], analyzer: Analyzer) -> None:
-        self.texts = texts
-        self.analyzer = analyzer
+    Append-only across generations (a commit copies its predecessor's list and appends the terms
+    it meets first), so a segment's term ids stay valid in every later generation. Terms are
+    `\w+` runs, never containing a newline.
+    """
+
+    def __init__(self, terms: list[str]) -> None:
+        self.terms = terms
+        self.ids = {term: i for i, term in enumerate(terms)}
+
+    @classmethod
+    def load(cls, generation_dir: Path | None) -> Vocabulary:
+        path = generation_dir / VOCABULARY_FILE if generation_dir is not None else None
+        if path is None or not path.exists():
+            return cls([])
+        text = path.read_text(encoding="utf-8")
+        return cls(text.split("\n")[:-1] if text else [])
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.terms)
 
-    def __iter__(self) -> Any:
-        analyzer = self.analyzer
-        for text in self.texts:
-            yield analyzer(text)
+    def add(self, tokens: Iterable[str]) -> np.ndarray:
+        """Ids of `tokens` (int64, in order), assigning new ids to terms met for the first time."""
+        ids = self.ids
+        terms = self.terms
 
-    def __getitem__(self, i: Any) -> Any:
-        raise TypeError("analyzed texts are iterated, not indexed")
+        def term_id(token: str) -> int:
+            found = ids.get(token)
+            if found is None:
+                found = ids[token] = len(terms)
+                terms.append(token)
+            return found
+
+        return np.fromiter((term_id(t) for t in tokens), dtype=np.int64)
+
+    def save(self, generation_dir: Path) -> None:
+        with open(generation_dir / VOCABULARY_FILE, "w", encoding="utf-8", newline="\n") as handle:
+            for term in self.terms:
+                handle.write(term)
+                handle.write("\n")
+
+
+# --- one segment's postings --------------------------------------------------------------------
+
+
+class BM25Postings:
+    """A segment's term frequencies: CSC over the segment's terms (sorted global ids)."""
+
+    def __init__(self, terms: np.ndarray, indptr: np.ndarray, rows: np.ndarray, tf: np.ndarray, lengths: np.ndarray) -> None:
+        self.terms = terms  # int64 [L]: global term id of column j, ascending
+        self.indptr = indptr  # int64 [L + 1]
+        self.rows = rows  # int32 [postings]: local row of each posting, ascending within a column
+        self.tf = tf  # float32 [postings]: term frequency (an integer)
+        self.lengths = lengths  # int64 [rows]: analyzed tokens per row
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def from_term_ids(cls, documents: Iterable[np.ndarray]) -> BM25Postings:
+        """Postings of documents given as arrays of global term ids (one per token)."""
+        docs = list(documents)
+        lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+        if not docs or lengths.sum() == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(empty, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), lengths)
+        ids = np.concatenate(docs)
+        rows = np.repeat(np.arange(len(docs), dtype=np.int64), lengths)
+        return cls._from_coo(ids, rows, np.ones(len(ids), dtype=np.float64), lengths)
+
+    @classmethod
+    def _from_coo(cls, ids: np.ndarray, rows: np.ndarray, tf: np.ndarray, lengths: np.ndarray) -> BM25Postings:
+        """Sum duplicate (term, row) pairs and lay them out by term, then row."""
+        terms, column = np.unique(ids, return_inverse=True)
+        matrix = sp.coo_matrix((tf, (rows, column)), shape=(len(lengths), len(terms))).tocsc()
+        matrix.sum_duplicates()
+        matrix.sort_indices()
+        return cls(
+            terms.astype(np.int64),
+            matrix.indptr.astype(np.int64),
+            matrix.indices.astype(np.int32),
+            matrix.data.astype(np.float32),
+            lengths,
+        )
+
+    @classmethod
+    def merge(cls, parts: Sequence[tuple[BM25Postings, np.ndarray]]) -> BM25Postings:
+        """The live rows of each (postings, live mask), renumbered consecutively in order."""
+        all_ids, all_rows, all_tf, lengths = [], [], [], []
+        offset = 0
+        for postings, live in parts:
+            new_row = np.cumsum(live) - 1 + offset  # local row -> merged row (live rows only)
+            ids = np.repeat(postings.terms, np.diff(postings.indptr))
+            keep = live[postings.rows]
+            all_ids.append(ids[keep])
+            all_rows.append(new_row[postings.rows[keep]])
+            all_tf.append(np.asarray(postings.tf)[keep].astype(np.float64))
+            lengths.append(np.asarray(postings.lengths)[live])
+            offset += int(np.count_nonzero(live))
+        merged_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+        ids = np.concatenate(all_ids) if all_ids else np.zeros(0, dtype=np.int64)
+        if ids.size == 0:
+            return cls.from_term_ids([np.zeros(0, dtype=np.int64)] * len(merged_lengths)) if len(merged_lengths) else cls.from_term_ids([])
+        return cls._from_coo(ids, np.concatenate(all_rows), np.concatenate(all_tf), merged_lengths)
+
+    def document_frequencies(self, deleted: np.ndarray | None = None) -> np.ndarray:
+        """Per column: rows holding the term (not counting `deleted` rows)."""
+        df = np.diff(self.indptr)
+        if deleted is None or not deleted.any():
+            return df
+        hit = np.concatenate([[0], np.cumsum(deleted[self.rows], dtype=np.int64)])
+        return df - (hit[self.indptr[1:]] - hit[self.indptr[:-1]])
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in _POSTINGS:
+            np.save(directory / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
+        params = {"format_version": FORMAT_VERSION, "rows": self.n_rows, "columns": len(self.terms), "postings": len(self.rows)}
+        (directory / "params.json").write_text(json.dumps(params), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path, mmap: bool = True) -> BM25Postings:
+        params = json.loads((directory / "params.json").read_text(encoding="utf-8"))
+        if params.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{directory}: unsupported BM25 postings format {params.get('format_version')!r}")
+        mode: Literal["r"] | None = "r" if mmap else None
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False) for name in _POSTINGS}
+        postings = cls(**arrays)
+        if postings.indptr.shape != (len(postings.terms) + 1,) or len(postings.lengths) != params["rows"]:
+            raise ValueError(f"{directory}: BM25 arrays disagree with params.json")
+        return postings
+
+
+# --- scoring -----------------------------------------------------------------------------------
 
 
 class BM25Index:
-    """A BM25Okapi index over pre-tokenized documents; build with `BM25Index.build`."""
+    """BM25Okapi scoring over one set of postings with given statistics.
+
+    `BM25Index.build(corpus_tokens)` indexes a token corpus on its own (its statistics are its
+    own: the oracle tests compare it with rank-bm25); `SegmentedBM25` builds one per segment
+    with the statistics of the whole live generation.
+    """
 
     def __init__(
         self,
-        matrix: sp.csc_matrix,
-        vocab: dict[str, int],
-        doc_lengths: np.ndarray,
+        postings: BM25Postings,
         idf: np.ndarray,
         params: dict[str, Any],
+        vocab: dict[str, int] | None = None,
     ) -> None:
-        """Wrap already-computed parts; use `build` or `load` rather than calling this."""
-        self.matrix = matrix  # (n_docs, n_terms) weights; column t holds term t's postings
-        self.vocab = vocab  # term -> column
-        self.doc_lengths = doc_lengths
-        self.idf = idf  # float64, after the epsilon floor
+        """`idf`: float64 per column (after the epsilon floor); `params`: k1, b, epsilon, avgdl,
+        average_idf (what the statistics were)."""
+        self.postings = postings
+        self.vocab = vocab or {}  # term -> column (only for a standalone index)
+        self.doc_lengths = postings.lengths
+        self.idf = idf
         self.k1 = float(params["k1"])
         self.b = float(params["b"])
         self.epsilon = float(params["epsilon"])
         self.avgdl = float(params["avgdl"])
         self.average_idf = float(params["average_idf"])
-        self.dtype = np.dtype(params["dtype"])
-        # Raw arrays, used directly in the hot path (no scipy dispatch per query). np.asarray
-        # views a memory map as a plain ndarray (same buffer): slicing an np.memmap goes through
-        # its Python-level __array_finalize__, which made gathering postings ~1.7x slower.
-        self._data = np.asarray(matrix.data)
-        self._indices = np.asarray(matrix.indices)
-        self._indptr = np.asarray(matrix.indptr)
-
-    # --- construction ------------------------------------------------------------------
+        # Each row's length norm k1 * (1 - b + b * dl / avgdl), for the whole segment at once.
+        lengths = np.asarray(postings.lengths, dtype=np.float64)
+        self._norm = self.k1 * (1 - self.b + self.b * lengths / self.avgdl) if self.avgdl else np.full(len(lengths), self.k1 * (1 - self.b))
+        # Raw arrays, used directly in the hot path. np.asarray views a memory map as a plain
+        # ndarray (same buffer): slicing an np.memmap goes through its Python-level
+        # __array_finalize__, which made gathering postings ~1.7x slower.
+        self._tf = np.asarray(postings.tf)
+        self._indices = np.asarray(postings.rows)
+        self._indptr = np.asarray(postings.indptr)
 
     @classmethod
-    def build(
-        cls,
-        corpus_tokens: Sequence[Sequence[str]],
-        k1: float = 1.5,
-        b: float = 0.75,
-        epsilon: float = 0.25,
-        dtype: Any = np.float32,
-    ) -> BM25Index:
+    def build(cls, corpus_tokens: Sequence[Sequence[str]], k1: float = 1.5, b: float = 0.75, epsilon: float = 0.25) -> BM25Index:
         """Index `corpus_tokens` (one token list per document, document i -> index i)."""
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise ValueError(f"dtype must be a floating type, got {dtype}")
-        n_docs = len(corpus_tokens)
-        vocab: dict[str, int] = {}
-        setdefault = vocab.setdefault
-        doc_lengths = np.fromiter((len(doc) for doc in corpus_tokens), dtype=np.int64, count=n_docs)
-        total = int(doc_lengths.sum())
-        # Term ids in first-occurrence order (rank-bm25's dict order), one per token.
-        term_ids = np.fromiter(
-            (setdefault(tok, len(vocab)) for doc in corpus_tokens for tok in doc),
-            dtype=np.int64,
-            count=total,
-        )
-        n_terms = len(vocab)
-        doc_ids = np.repeat(np.arange(n_docs, dtype=np.int64), doc_lengths)
-        # Duplicate (doc, term) pairs are summed into term frequencies.
-        tf = sp.coo_matrix(
-            (np.ones(total, dtype=np.float64), (doc_ids, term_ids)), shape=(n_docs, n_terms)
-        ).tocsc()
-        tf.sum_duplicates()
-        tf.sort_indices()
-
-        df = np.diff(tf.indptr).astype(np.float64)
-        raw_idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
-        # rank-bm25 averages over the vocabulary before flooring; math.fsum keeps the mean
-        # independent of summation order.
-        average_idf = math.fsum(raw_idf.tolist()) / n_terms if n_terms else 0.0
-        idf = np.where(raw_idf < 0, epsilon * average_idf, raw_idf)
-
-        avgdl = total / n_docs if n_docs else 0.0
-        weights = tf.data  # float64 term frequencies, >= 1
-        if weights.size:  # postings exist only if total > 0, so avgdl > 0 here
-            dl = doc_lengths[tf.indices]
-            col_idf = np.repeat(idf, np.diff(tf.indptr))
-            # Same operation order as rank-bm25, in float64, then stored as `dtype`.
-            weights = col_idf * (weights * (k1 + 1) / (weights + k1 * (1 - b + b * dl / avgdl)))
-        matrix = sp.csc_matrix(
-            (weights.astype(dtype), tf.indices, tf.indptr), shape=(n_docs, n_terms), copy=False
-        )
-        params = {
-            "k1": k1, "b": b, "epsilon": epsilon, "avgdl": avgdl,
-            "average_idf": average_idf, "dtype": dtype.name,
-        }  # fmt: skip
-        return cls(matrix, vocab, doc_lengths, idf, params)
+        vocabulary = Vocabulary([])
+        postings = BM25Postings.from_term_ids(vocabulary.add(doc) for doc in corpus_tokens)
+        df = np.zeros(len(vocabulary), dtype=np.float64)
+        df[postings.terms] = np.diff(postings.indptr)
+        idf, average_idf = corpus_idf(df, len(postings.lengths), epsilon)
+        total = int(np.asarray(postings.lengths).sum())
+        avgdl = total / len(postings.lengths) if len(postings.lengths) else 0.0
+        params = {"k1": k1, "b": b, "epsilon": epsilon, "avgdl": avgdl, "average_idf": average_idf}
+        # Columns of a standalone index are its vocabulary ids (postings.terms is 0..V-1).
+        return cls(postings, idf[postings.terms], params, vocab=vocabulary.ids)
 
     # --- basic properties --------------------------------------------------------------
 
     @property
     def n_docs(self) -> int:
-        return self.matrix.shape[0]
+        return len(self.doc_lengths)
 
     @property
     def n_terms(self) -> int:
-        return self.matrix.shape[1]
+        return len(self._indptr) - 1
 
     def __len__(self) -> int:
         return self.n_docs
 
     def __repr__(self) -> str:
-        return (
-            f"BM25Index(n_docs={self.n_docs}, n_terms={self.n_terms}, k1={self.k1}, "
-            f"b={self.b}, epsilon={self.epsilon}, dtype={self.dtype.name})"
-        )
+        return f"BM25Index(n_docs={self.n_docs}, n_terms={self.n_terms}, k1={self.k1}, b={self.b}, epsilon={self.epsilon})"
 
     # --- scoring -----------------------------------------------------------------------
     #
@@ -291,10 +328,16 @@ class BM25Index:
         # A query has few terms: contiguous slice copies beat a vectorised fancy-index gather.
         bounds = [(int(self._indptr[c]), int(self._indptr[c + 1])) for c in cols.tolist()]
         docs = np.concatenate([self._indices[lo:hi] for lo, hi in bounds])
-        contrib = np.concatenate([self._data[lo:hi] for lo, hi in bounds]).astype(np.float64)
+        tf = np.concatenate([self._tf[lo:hi] for lo, hi in bounds])
+        contrib = self._weights(tf, docs, np.repeat(self.idf[cols], [hi - lo for lo, hi in bounds]))
         if (counts != 1).any():
             contrib *= np.repeat(counts, [hi - lo for lo, hi in bounds])
         return docs, contrib
+
+    def _weights(self, tf: np.ndarray, docs: np.ndarray, idf: np.ndarray) -> np.ndarray:
+        """BM25 weights of postings, in float64, in rank-bm25's operation order."""
+        tf = tf.astype(np.float64)
+        return idf * (tf * (self.k1 + 1) / (tf + self._norm[docs]))
 
     def _hits(
         self, cols: np.ndarray, counts: np.ndarray, allowed: np.ndarray | None
@@ -393,6 +436,13 @@ class BM25Index:
         scores = np.bincount(docs, weights=contrib, minlength=self.n_docs)
         return scores.astype(np.float64, copy=False)  # bincount of nothing is int64
 
+    def search_columns(self, cols: np.ndarray, counts: np.ndarray, k: int, allowed: np.ndarray | None = None) -> Hits:
+        """`search` for a query given as ascending columns and how often each occurs in it."""
+        allowed = self._check_search_args(k, allowed)
+        if k == 0:
+            return _empty_hits()
+        return self._top_hits(cols, counts, allowed, k)
+
     def search(
         self, query_tokens: Sequence[str], k: int, allowed: np.ndarray | None = None
     ) -> Hits:
@@ -446,7 +496,8 @@ class BM25Index:
         # Only the chunk's terms are copied out, as float64 so that the product's sums are
         # bit-identical to `search`'s (no float64 copy of the whole index is ever kept).
         terms, local = np.unique(all_cols, return_inverse=True)
-        weights = self._by_term[terms].astype(np.float64)
+        weights = self._by_term[terms].astype(np.float64)  # term frequencies, then weights
+        weights.data = self._weights(weights.data, weights.indices, np.repeat(self.idf[terms], np.diff(weights.indptr)))
         if weights.nnz and not weights.data.min() > 0:
             # A zero or negative weight lets a hit's score sum to exactly 0, and sparse matmul
             # drops exact zeros from its output, i.e. would lose hits: score one by one.
@@ -474,9 +525,9 @@ class BM25Index:
 
     @functools.cached_property
     def _by_term(self) -> sp.csr_matrix:
-        """The weights as a (terms x docs) CSR matrix: the same buffers as `matrix`, no copy."""
+        """The term frequencies as a (terms x docs) CSR matrix: the postings' buffers, no copy."""
         return sp.csr_matrix(
-            (self._data, self._indices, self._indptr),
+            (self._tf, self._indices, self._indptr),
             shape=(self.n_terms, self.n_docs),
             copy=False,
         )
@@ -494,52 +545,205 @@ class BM25Index:
             )
         return allowed
 
-    # --- persistence -------------------------------------------------------------------
 
-    def save(self, directory: str | Path) -> None:
-        """Write the arrays as .npy (memory-mappable), the vocabulary and the parameters."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        arrays = {
-            "data": self._data, "indices": self._indices, "indptr": self._indptr,
-            "doc_lengths": self.doc_lengths, "idf": self.idf,
-        }  # fmt: skip
-        for name, array in arrays.items():
-            np.save(directory / f"{name}.npy", np.asarray(array), allow_pickle=False)
-        # A list in column order: smaller than a mapping, and the order *is* the mapping.
-        terms = sorted(self.vocab, key=self.vocab.__getitem__)
-        (directory / "vocab.json").write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
-        params = {
-            "format_version": FORMAT_VERSION, "n_docs": self.n_docs, "n_terms": self.n_terms,
-            "k1": self.k1, "b": self.b, "epsilon": self.epsilon, "avgdl": self.avgdl,
-            "average_idf": self.average_idf, "dtype": self.dtype.name,
-        }  # fmt: skip
-        (directory / "params.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
+def corpus_idf(df: np.ndarray, n_docs: int, epsilon: float) -> tuple[np.ndarray, float]:
+    """(idf per term id, average idf) as rank-bm25 computes them, over the terms with df > 0
+    (the live vocabulary); ids with df == 0 get 0 (no live row holds them)."""
+    present = df > 0
+    raw = np.zeros(len(df), dtype=np.float64)
+    raw[present] = np.log(n_docs - df[present] + 0.5) - np.log(df[present] + 0.5)
+    n_terms = int(np.count_nonzero(present))
+    # rank-bm25 averages over the vocabulary before flooring; math.fsum keeps the mean
+    # independent of summation order (and so of how the corpus is split into segments).
+    average_idf = math.fsum(raw[present].tolist()) / n_terms if n_terms else 0.0
+    idf = np.where(raw < 0, epsilon * average_idf, raw)
+    idf[~present] = 0.0
+    return idf, average_idf
+
+
+class SegmentedBM25:
+    """`SparseIndex` over a generation: one `BM25Index` per segment, scored with the statistics of
+    the generation's live rows; hits are global rows, best first, ties by lower row."""
+
+    def __init__(self, parts: list[tuple[int, BM25Index, np.ndarray | None]], vocabulary: Vocabulary, rows: int) -> None:
+        self.parts = parts  # (base row, scorer, live mask or None)
+        self.vocabulary = vocabulary
+        self.rows = rows
+        self._terms = [np.asarray(index.postings.terms) for _, index, _ in parts]
+        self.statistics: dict[str, float] = {}  # of the live corpus: documents, avgdl, average_idf, terms
 
     @classmethod
-    def load(cls, directory: str | Path, mmap: bool = True) -> BM25Index:
-        """Open an index written by `save`; with `mmap` the arrays are memory-mapped read-only."""
-        directory = Path(directory)
-        params = json.loads((directory / "params.json").read_text(encoding="utf-8"))
-        if params.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{directory}: unsupported BM25 index format {params.get('format_version')!r}"
+    def open(cls, generation: GenerationView, config: BM25Config) -> SegmentedBM25:
+        vocabulary = Vocabulary.load(generation.directory)
+        loaded = [(s, BM25Postings.load(s.directory / SPARSE_DIR)) for s in generation.segments]
+        df = np.zeros(len(vocabulary), dtype=np.float64)
+        n_live = 0
+        total_length = 0
+        for segment, postings in loaded:
+            if postings.n_rows != segment.chunks:
+                raise ValueError(f"{segment.directory / SPARSE_DIR}: {postings.n_rows} rows, the segment has {segment.chunks}")
+            if len(postings.terms) and int(postings.terms[-1]) >= len(vocabulary):
+                raise ValueError(f"{segment.directory / SPARSE_DIR}: term ids beyond the vocabulary ({len(vocabulary)} terms)")
+            df[np.asarray(postings.terms)] += postings.document_frequencies(segment.deleted)
+            live = segment.live
+            n_live += int(np.count_nonzero(live))
+            total_length += int(np.asarray(postings.lengths)[live].sum())
+        idf, average_idf = corpus_idf(df, n_live, config.epsilon)
+        avgdl = total_length / n_live if n_live else 0.0
+        params = {"k1": config.k1, "b": config.b, "epsilon": config.epsilon, "avgdl": avgdl, "average_idf": average_idf}
+        parts = [
+            (segment.base, BM25Index(postings, idf[np.asarray(postings.terms)], params), None if segment.deleted is None else segment.live)
+            for segment, postings in loaded
+        ]
+        index = cls(parts, vocabulary, generation.rows)
+        index.statistics = {"documents": n_live, "avgdl": avgdl, "average_idf": average_idf, "terms": int(np.count_nonzero(df))}
+        return index
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def _query(self, tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(tokens, str):  # iterating it would silently yield characters
+            raise TypeError("query tokens must be a sequence of tokens, not a str")
+        counts: dict[int, int] = {}
+        get = self.vocabulary.ids.get
+        for token in tokens:
+            term = get(token)
+            if term is not None:
+                counts[term] = counts.get(term, 0) + 1
+        ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        order = np.argsort(ids)
+        return ids[order], np.fromiter(counts.values(), dtype=np.float64, count=len(counts))[order]
+
+    def search(self, tokens: Sequence[str], k: int, allowed: np.ndarray | None = None) -> Hits:
+        return self.search_batch([tokens], k, allowed)[0]
+
+    def search_batch(
+        self, queries: Sequence[Sequence[str]], k: int, allowed: np.ndarray | None = None
+    ) -> list[Hits]:
+        """Top-k global rows per query; `allowed`: a bool mask over global rows (live rows only
+        are ever returned, whatever it says)."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        if allowed is not None and (allowed.dtype != np.bool_ or allowed.shape != (self.rows,)):
+            raise ValueError(f"allowed must be a boolean mask of shape ({self.rows},), got {allowed.dtype} {allowed.shape}")
+        parsed = [self._query(q) for q in queries]
+        per_part: list[list[Hits]] = []
+        for (base, index, live), terms in zip(self.parts, self._terms):
+            mask = live
+            if allowed is not None:
+                mask = allowed[base : base + index.n_docs] if live is None else live & allowed[base : base + index.n_docs]
+            hits = []
+            for ids, counts in parsed:
+                position = np.searchsorted(terms, ids)
+                inside = position < len(terms)
+                found = np.zeros(len(ids), dtype=bool)
+                found[inside] = terms[position[inside]] == ids[inside]
+                docs, scores = index.search_columns(position[found], counts[found], k, mask)
+                hits.append((docs + base, scores))
+            per_part.append(hits)
+        results = []
+        for q in range(len(parsed)):
+            parts = [hits[q] for hits in per_part if hits[q][0].size]
+            if not parts:
+                results.append(_empty_hits())
+            elif len(parts) == 1:
+                results.append(parts[0])
+            else:
+                docs = np.concatenate([d for d, _ in parts])
+                scores = np.concatenate([s for _, s in parts])
+                results.append(_top_k(docs, scores, k))
+        return results
+
+    def get_scores(self, tokens: Sequence[str]) -> np.ndarray:
+        """BM25 score of every global row (deleted rows: 0)."""
+        ids, counts = self._query(tokens)
+        out = np.zeros(self.rows, dtype=np.float64)
+        for (base, index, live), terms in zip(self.parts, self._terms):
+            position = np.searchsorted(terms, ids)
+            inside = position < len(terms)
+            found = np.zeros(len(ids), dtype=bool)
+            found[inside] = terms[position[inside]] == ids[inside]
+            docs, contrib = index._gather(position[found], counts[found])
+            scores = np.bincount(docs, weights=contrib, minlength=index.n_docs).astype(np.float64)
+            if live is not None:
+                scores[~live] = 0.0
+            out[base : base + index.n_docs] = scores
+        return out
+
+
+# --- the sparse index component ------------------------------------------------------------------
+
+
+@register("sparse_index", "bm25", BM25Config)
+class BM25Backend:
+    """BM25Okapi over the analyzed chunk texts, equal to rank-bm25's scores on the live corpus."""
+
+    def __init__(self, config: BM25Config) -> None:
+        self.config = config
+        self.analyzer: Analyzer = make_analyzer(config.tokenizer)
+
+    def writer(self, current: GenerationView | None) -> BM25Writer:
+        return BM25Writer(self.analyzer, Vocabulary.load(current.directory if current is not None else None))
+
+    def open(self, generation: GenerationView) -> SegmentedBM25:
+        return SegmentedBM25.open(generation, self.config)
+
+    def verify(self, generation: GenerationView) -> tuple[list[str], str]:
+        """(problems, summary): every segment's postings hold exactly its chunks' analyzed texts
+        (lengths and term frequencies) under the generation's vocabulary."""
+        vocabulary = Vocabulary.load(generation.directory)
+        problems: list[str] = []
+        rows = 0
+        for segment in generation.segments:
+            where = segment.directory / SPARSE_DIR
+            try:
+                postings = BM25Postings.load(where)
+            except (OSError, ValueError) as exc:
+                problems.append(f"{where}: {exc}")
+                continue
+            texts = list(segment.store.iter_chunk_texts())
+            if postings.n_rows != len(texts):
+                problems.append(f"{where}: {postings.n_rows} rows, the segment's store {len(texts)} chunks")
+                continue
+            expected = BM25Postings.from_term_ids(
+                np.array([vocabulary.ids.get(t, -1) for t in self.analyzer(text)], dtype=np.int64) for text in texts
             )
-        mode: Literal["r"] | None = "r" if mmap else None
-        arrays = {
-            name: np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
-            for name in _ARRAYS
-        }
-        terms = json.loads((directory / "vocab.json").read_text(encoding="utf-8"))
-        shape = (int(params["n_docs"]), int(params["n_terms"]))
-        if len(terms) != shape[1] or arrays["indptr"].shape != (shape[1] + 1,):
-            raise ValueError(f"{directory}: vocab.json / indptr.npy disagree with params.json")
-        # copy=False + check-free construction keeps the memory maps as the matrix's buffers.
-        matrix = sp.csc_matrix(
-            (arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape, copy=False
-        )
-        vocab = {term: i for i, term in enumerate(terms)}
-        return cls(matrix, vocab, arrays["doc_lengths"], arrays["idf"], params)
+            if (np.asarray(expected.terms) < 0).any():
+                problems.append(f"{where}: a chunk has terms missing from the vocabulary ({VOCABULARY_FILE})")
+            elif not (
+                np.array_equal(expected.lengths, postings.lengths)
+                and np.array_equal(expected.terms, postings.terms)
+                and np.array_equal(expected.indptr, postings.indptr)
+                and np.array_equal(expected.rows, postings.rows)
+                and np.array_equal(expected.tf, postings.tf)
+            ):
+                bad = np.flatnonzero(np.asarray(expected.lengths) != np.asarray(postings.lengths))
+                what = f"rows {bad[:5].tolist()} differ in length" if bad.size else "terms or frequencies differ"
+                problems.append(f"{where}: postings differ from the chunks' analyzed text ({what})")
+            rows += len(texts)
+        return problems, f"{rows} rows in {len(generation.segments)} segments; postings match every chunk's analyzed text"
+
+
+class BM25Writer:
+    """The sparse side of one commit: postings of new segments, merges, then the vocabulary."""
+
+    def __init__(self, analyzer: Analyzer, vocabulary: Vocabulary) -> None:
+        self.analyzer = analyzer
+        self.vocabulary = vocabulary
+
+    def write_segment(self, texts: Iterable[str], directory: Path) -> None:
+        """Postings of a new segment's chunk texts (local row i = the i-th text)."""
+        analyze, add = self.analyzer, self.vocabulary.add
+        BM25Postings.from_term_ids(add(analyze(text)) for text in texts).save(directory / SPARSE_DIR)
+
+    def merge_segments(self, parts: Sequence[SegmentView], directory: Path) -> None:
+        """Postings of the live rows of `parts`, in order (nothing is re-analyzed)."""
+        loaded = [(BM25Postings.load(p.directory / SPARSE_DIR), p.live) for p in parts]
+        BM25Postings.merge(loaded).save(directory / SPARSE_DIR)
+
+    def finish(self, generation_dir: Path) -> None:
+        self.vocabulary.save(generation_dir)
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

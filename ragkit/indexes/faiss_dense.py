@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import faiss
 
     from ragkit.indexes.filters import MetadataFilter
-    from ragkit.indexes.generation import GenerationView
+    from ragkit.indexes.generation import GenerationView, SegmentView
 else:
 
     class _LazyFaiss:
@@ -476,10 +476,12 @@ def _add_in_blocks(index: faiss.Index, vectors: np.ndarray, block: int = 131072)
 
 @register("vector_store", "faiss", FaissConfig)
 class FaissVectorStore:
-    """Vectors in a faiss index file inside each generation (exact flat, HNSW or IVF-PQ).
+    """Vectors in a faiss index file inside each segment (exact flat, HNSW or IVF-PQ, chosen by
+    the segment's size under `index: auto`).
 
-    The generation's `embeddings.npy` is the source of truth; the index is built from it when the
-    generation is written, so generations never share state and a crash leaves nothing to repair."""
+    A segment's `embeddings.npy` is the source of truth; its index is built from it when the
+    segment is written and never changes, so generations never share mutable state and a crash
+    leaves nothing to repair. Deleted rows are masked at search time (a faiss ID selector)."""
 
     def __init__(self, config: FaissConfig, index_dir: Path | None = None, stored: ComponentConfig | None = None) -> None:
         self.config = config
@@ -494,60 +496,94 @@ class FaissVectorStore:
         return {}
 
     def prepare(self, current: GenerationView | None) -> None:
-        pass  # nothing outside the generation directories
+        pass  # nothing outside the segment directories
 
-    def write(self, new: GenerationView, vectors: np.ndarray) -> None:
-        FaissDenseIndex.build(vectors, self.config).save(new.directory)
+    def write_segment(self, segment: SegmentView, vectors: np.ndarray) -> None:
+        FaissDenseIndex.build(vectors, self.config).save(segment.directory)
 
-    def before_publish(self, current: GenerationView | None, new: GenerationView, refreshed_docs: list[str]) -> None:
+    def before_publish(self, current: GenerationView | None, new: GenerationView) -> None:
         pass
 
     def after_publish(self, new: GenerationView) -> None:
         pass
 
     def open(self, generation: GenerationView) -> FaissSearcher:
-        return FaissSearcher(FaissDenseIndex.load(generation.directory), generation)
+        return FaissSearcher([(s, FaissDenseIndex.load(s.directory)) for s in generation.segments], generation)
 
-    def verify(self, generation: GenerationView, vectors: np.ndarray, sample: int) -> tuple[list[str], str]:
-        dense = FaissDenseIndex.load(generation.directory)
+    def verify(self, generation: GenerationView, sample: int) -> tuple[list[str], str]:
         problems = []
-        n = len(dense)
-        if vectors.ndim != 2 or vectors.shape[0] != n:
-            problems.append(f"faiss holds {n} vectors but the generation's embeddings have shape {vectors.shape}")
-        elif vectors.shape[1] != dense.dim:
-            problems.append(f"dimensions differ: faiss {dense.dim}, embeddings {vectors.shape[1]}")
-        elif n:
-            # Exactly equal, after the index's own codec (float16/int8/PQ storage rounds vectors).
-            differ = dense.mismatched_rows(vectors)
-            if differ.size:
-                problems.append(f"faiss rows {differ[:5].tolist()} differ from the stored embeddings")
-        return problems, f"{n} vectors of dimension {dense.dim} ({dense.kind}, {dense.storage}), identical to the stored embeddings"
+        kinds = set()
+        total = 0
+        for segment in generation.segments:
+            dense = FaissDenseIndex.load(segment.directory)
+            vectors = segment.vectors
+            n = len(dense)
+            total += n
+            kinds.add(f"{dense.kind}/{dense.storage}")
+            where = segment.directory
+            if vectors.ndim != 2 or vectors.shape[0] != n or n != segment.chunks:
+                problems.append(f"{where}: faiss holds {n} vectors, the embeddings have shape {vectors.shape}, the segment {segment.chunks} rows")
+            elif vectors.shape[1] != dense.dim:
+                problems.append(f"{where}: dimensions differ: faiss {dense.dim}, embeddings {vectors.shape[1]}")
+            elif n:
+                # Exactly equal, after the index's own codec (float16/int8/PQ storage rounds vectors).
+                differ = dense.mismatched_rows(vectors)
+                if differ.size:
+                    problems.append(f"{where}: faiss rows {differ[:5].tolist()} differ from the stored embeddings")
+        return problems, f"{total} vectors in {len(generation.segments)} segments ({', '.join(sorted(kinds)) or 'none'}), identical to the stored embeddings"
 
 
 class FaissSearcher:
-    """`VectorSearcher` over one generation's faiss index; a metadata filter becomes the store's
-    row mask (see the module docstring for how a filtered search is run)."""
+    """`VectorSearcher` over a generation's segments: each segment's faiss index is searched for
+    the top k among its allowed rows (live, and passing the filter: the store's row mask), and
+    the per-segment lists are merged. Exact indexes give exactly the top k of one flat index over
+    the live vectors; ties go to the lower row."""
 
-    def __init__(self, index: FaissDenseIndex, generation: GenerationView) -> None:
-        self.index = index
+    def __init__(self, parts: list[tuple[SegmentView, FaissDenseIndex]], generation: GenerationView) -> None:
+        self.parts = parts
         self.generation = generation
+        self.rows = generation.rows
+        self._dim = parts[0][1].dim if parts else 0
 
     def __len__(self) -> int:
-        return len(self.index)
+        return self.rows
 
     @property
     def dim(self) -> int:
-        return self.index.dim
+        return self._dim
 
     def describe(self) -> dict[str, Any]:
-        return self.index.describe()
+        segments = [index.describe() for _, index in self.parts]
+        kinds = sorted({f"{d['type']}" for d in segments})
+        return {"type": "+".join(kinds) or "flat", "segments": len(segments), "vectors": self.rows, "dim": self.dim, "per_segment": segments}
 
     def search(
         self, queries: np.ndarray, k: int, flt: MetadataFilter | None = None
     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        queries = np.asarray(queries)
         allowed = None if flt is None or flt.matches_all else self.generation.store.filter_mask(flt)
-        rows, scores = self.index.search_batch(np.asarray(queries), k, allowed)
-        return list(zip(rows, scores))
+        found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(len(queries))]
+        for segment, index in self.parts:
+            if allowed is not None:
+                mask = allowed[segment.base : segment.base + segment.chunks]
+            else:
+                mask = None if segment.deleted is None else ~segment.deleted
+            if mask is not None and mask.all():
+                mask = None
+            rows, scores = index.search_batch(queries, k, mask)
+            for q, (r, s) in enumerate(zip(rows, scores)):
+                if r.size:
+                    found[q].append((r.astype(np.int64) + segment.base, s))
+        out = []
+        for parts in found:
+            if not parts:
+                out.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)))
+                continue
+            rows = np.concatenate([r for r, _ in parts])
+            scores = np.concatenate([s for _, s in parts])
+            order = np.lexsort((rows, -scores))[:k]
+            out.append((rows[order], scores[order]))
+        return out
 
     def close(self) -> None:
         pass

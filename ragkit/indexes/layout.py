@@ -1,27 +1,39 @@
-"""The index directory on disk: immutable generations published by an atomic manifest swap.
+"""The index directory on disk: immutable segments, generations published by an atomic manifest swap.
 
     INDEX_DIR/
-      CURRENT              manifest of the published generation (JSON, replaced atomically)
-      LOCK                 writer lock (flock; holds the writer's PID for the error message)
-      gen-000003/          one complete generation: store, vectors, dense and sparse indexes,
-        manifest.json      the pipeline it was built with, and its own manifest
-        pipeline.yaml
+      CURRENT                manifest of the published generation (JSON, replaced atomically)
+      LOCK                   writer lock (flock; holds the writer's PID for the error message)
+      segments/seg-000007/   one segment: the chunks one commit (or one merge) added, with their
+        store.sqlite         vectors, dense index, BM25 postings and sentences; never changed after
+        segment.json         it is written (its files' sizes and digests)
         ...
+      gen-000012/            one generation: which segments, which of their rows are deleted
+        manifest.json        (deletes/*.npz), the pipeline and the BM25 vocabulary (small files)
+        pipeline.yaml
+        deletes/seg-000007.npz
 
-Readers read CURRENT once and open only that generation, so they never see a half-written
-index. A writer builds the next generation in a fresh directory, fsyncs it, then renames a new
-CURRENT into place. flock locks die with their process, so a crashed writer leaves no stale lock.
+Lucene's model: a commit writes new segments and new deletion files only, then renames a new
+CURRENT into place; readers read CURRENT once and see exactly one complete generation. Segments
+are shared by the generations that list them and removed when no kept generation does. flock
+locks die with their process, so a crashed writer leaves no stale lock; what it wrote but never
+published is removed by the next writer.
 
-The manifest records the size and xxh3-128 digest of every file of its generation, and readers
-check them before serving (`check_files`): a truncated or bit-flipped file is reported, naming
-the file, instead of giving silently different answers. xxh3 rather than SHA-256: measured here
-4.2 GB/s against 0.29 GB/s, and this guards against disk damage, not against an attacker who can
-rewrite the manifest too.
+Global rows: a generation numbers the rows of its segments consecutively in manifest order
+(`SegmentEntry` order); deleted rows keep their numbers and are masked. Rows mean something only
+within one generation (a merge renumbers).
+
+Checksums: every file has its size and xxh3-128 digest recorded (a segment's in its entry, computed
+once when it is written; the generation's own files at publish), and readers check them before
+serving (`check_files`): sizes always, digests too up to `CHECK_DIGESTS_UP_TO` bytes of files
+(above that, `ragkit status --verify` reads them all: hashing a 1M-chunk index takes seconds). xxh3
+rather than SHA-256: measured here 4.2 GB/s against 0.29 GB/s, and this guards against disk damage,
+not against an attacker who can rewrite the manifest too.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -33,13 +45,18 @@ from pydantic import BaseModel, Field
 
 from ragkit.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CURRENT_FILE = "CURRENT"
 LOCK_FILE = "LOCK"
 PIPELINE_FILE = "pipeline.yaml"
 MANIFEST_FILE = "manifest.json"
 EMBEDDINGS_FILE = "embeddings.npy"
 SPARSE_DIR = "bm25"
+SEGMENTS_DIR = "segments"
+SEGMENT_FILE = "segment.json"
+DELETES_DIR = "deletes"
+# Readers verify file digests (not only sizes) when the generation's files total at most this.
+CHECK_DIGESTS_UP_TO = 512 * 1024 * 1024
 
 
 class IndexStoreError(UserError, RuntimeError):
@@ -58,9 +75,33 @@ class IndexDamaged(IndexStoreError):
     """A file of a published generation is missing, truncated or altered."""
 
 
+class IndexNeedsUpgrade(IndexStoreError):
+    """The index was written by a ragkit before segments (format 1): a writer upgrades it."""
+
+
 class FileDigest(BaseModel):
     size: int
     xxh3: str
+
+
+class SegmentEntry(BaseModel):
+    """One segment as a generation lists it: its size, and its deletions in that generation."""
+
+    name: str
+    chunks: int = Field(description="rows in the segment, deleted ones included")
+    documents: int
+    deleted_chunks: int = 0
+    deleted_documents: int = 0
+    deletes: str | None = Field(None, description="its deletion file, relative to the generation directory")
+    files: dict[str, FileDigest] = Field(default_factory=dict, description="relative to the segment directory")
+
+    @property
+    def live_chunks(self) -> int:
+        return self.chunks - self.deleted_chunks
+
+    @property
+    def live_documents(self) -> int:
+        return self.documents - self.deleted_documents
 
 
 class Manifest(BaseModel):
@@ -68,17 +109,35 @@ class Manifest(BaseModel):
     generation: int
     directory: str
     created_at: float = Field(default_factory=time.time)
-    documents: int
-    chunks: int
+    documents: int = Field(description="live documents")
+    chunks: int = Field(description="live chunks")
     embedding_model: str
     dim: int
-    # Every file of the generation (relative POSIX path) but manifest.json. None: written by a
-    # ragkit before checksums existed; such a generation is opened unchecked.
+    segments: list[SegmentEntry] = Field(default_factory=list)
+    # Every file of the generation directory (relative POSIX path) but manifest.json.
     files: dict[str, FileDigest] | None = None
+
+    def segment_dirs(self, index_dir: Path) -> list[Path]:
+        return [index_dir / SEGMENTS_DIR / s.name for s in self.segments]
 
 
 def generation_dir_name(generation: int) -> str:
     return f"gen-{generation:06d}"
+
+
+def segment_dir_name(number: int) -> str:
+    return f"seg-{number:06d}"
+
+
+def next_segment_number(index_dir: Path) -> int:
+    """One more than any segment on disk (the caller holds the writer lock)."""
+    numbers = [0]
+    for path in (index_dir / SEGMENTS_DIR).glob("seg-*"):
+        try:
+            numbers.append(int(path.name[4:]))
+        except ValueError:
+            continue
+    return max(numbers) + 1
 
 
 def read_current(index_dir: Path) -> Manifest | None:
@@ -88,15 +147,24 @@ def read_current(index_dir: Path) -> Manifest | None:
     except FileNotFoundError:
         return None
     try:
-        manifest = Manifest.model_validate_json(raw)
+        data = json.loads(raw)
+        found = data.get("format") if isinstance(data, dict) else None
+        if found == 1:
+            raise IndexNeedsUpgrade(
+                f"index {index_dir} was written by a ragkit before segments (index format 1); run "
+                f"`ragkit optimize --index {index_dir}` once to upgrade it in place (nothing is "
+                "re-embedded; any ingest or delete upgrades it too)"
+            )
+        if found != FORMAT_VERSION:
+            raise IndexStoreError(
+                f"{index_dir} uses index format {found}; this ragkit reads formats 1 and {FORMAT_VERSION}. "
+                "Re-ingest into a new --index directory."
+            )
+        return Manifest.model_validate(data)
+    except IndexStoreError:
+        raise
     except ValueError as exc:
         raise IndexStoreError(f"{path} is not a valid ragkit manifest: {exc}") from None
-    if manifest.format != FORMAT_VERSION:
-        raise IndexStoreError(
-            f"{index_dir} uses index format {manifest.format}; this ragkit reads format "
-            f"{FORMAT_VERSION}. Re-ingest into a new --index directory."
-        )
-    return manifest
 
 
 def require_current(index_dir: Path) -> Manifest:
@@ -157,52 +225,66 @@ def file_digest(path: Path) -> FileDigest:
     return FileDigest(size=size, xxh3=digest.hexdigest())
 
 
-def digest_files(generation_path: Path) -> dict[str, FileDigest]:
-    """Size and digest of every file under `generation_path` except its manifest.json."""
+def digest_files(directory: Path, skip: tuple[str, ...] = (MANIFEST_FILE,)) -> dict[str, FileDigest]:
+    """Size and digest of every file under `directory` (relative POSIX paths) but `skip`."""
     found = {}
-    for root, _dirs, files in os.walk(generation_path):
+    for root, _dirs, files in os.walk(directory):
         for name in files:
             path = Path(root) / name
-            relative = path.relative_to(generation_path).as_posix()
-            if relative != MANIFEST_FILE:
+            relative = path.relative_to(directory).as_posix()
+            if relative not in skip:
                 found[relative] = file_digest(path)
     return dict(sorted(found.items()))
 
 
-def damaged_files(generation_path: Path, manifest: Manifest) -> list[str]:
-    """What is wrong with the generation's files, one line per file (empty: all intact).
-    Sizes are compared first (cheap: a truncated file costs no reading)."""
-    if manifest.files is None:
-        return []
+def _expected_files(index_dir: Path, manifest: Manifest) -> list[tuple[str, Path, FileDigest]]:
+    """(name shown in messages, path, expected digest) of every file the generation uses."""
+    out = [
+        (f"{manifest.directory}/{relative}", index_dir / manifest.directory / relative, digest)
+        for relative, digest in (manifest.files or {}).items()
+    ]
+    for segment in manifest.segments:
+        base = index_dir / SEGMENTS_DIR / segment.name
+        out += [(f"{SEGMENTS_DIR}/{segment.name}/{r}", base / r, d) for r, d in segment.files.items()]
+    return out
+
+
+def damaged_files(index_dir: Path, manifest: Manifest, digests: bool | None = True) -> list[str]:
+    """What is wrong with the files of `manifest`'s generation and segments, one line per file
+    (empty: all intact). Sizes are compared first (cheap: a truncated file costs no reading);
+    then digests: always with `digests=True`, never with False, and with None when the files
+    total at most `CHECK_DIGESTS_UP_TO` bytes."""
+    expected = _expected_files(index_dir, manifest)
     problems = []
-    for relative, expected in manifest.files.items():
-        path = generation_path / relative
+    for shown, path, digest in expected:
         try:
             size = path.stat().st_size
         except OSError as exc:
-            problems.append(f"{relative}: missing ({exc.strerror or exc})")
+            problems.append(f"{shown}: missing ({exc.strerror or exc})")
             continue
-        if size != expected.size:
-            problems.append(f"{relative}: {size} bytes, the manifest says {expected.size} (truncated or altered)")
+        if size != digest.size:
+            problems.append(f"{shown}: {size} bytes, the manifest says {digest.size} (truncated or altered)")
     if problems:
         return problems
-    for relative, expected in manifest.files.items():
-        if file_digest(generation_path / relative).xxh3 != expected.xxh3:
-            problems.append(f"{relative}: content differs from its checksum (damaged on disk)")
+    if digests is None:
+        digests = sum(d.size for _, _, d in expected) <= CHECK_DIGESTS_UP_TO
+    if digests:
+        for shown, path, digest in expected:
+            if file_digest(path).xxh3 != digest.xxh3:
+                problems.append(f"{shown}: content differs from its checksum (damaged on disk)")
     return problems
 
 
 def check_files(index_dir: Path, manifest: Manifest) -> None:
     """Raise `IndexDamaged` (naming the generation, the files and what can be done) unless every
-    file of `manifest`'s generation is intact."""
-    problems = damaged_files(index_dir / manifest.directory, manifest)
+    file of `manifest`'s generation is intact (digests checked up to `CHECK_DIGESTS_UP_TO`)."""
+    problems = damaged_files(index_dir, manifest, digests=None)
     if problems:
         raise IndexDamaged(damage_message(index_dir, manifest, problems))
 
 
 def damage_message(index_dir: Path, manifest: Manifest, problems: list[str]) -> str:
-    where = index_dir / manifest.directory
-    shown = "; ".join(f"{where / p}" for p in problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+    shown = "; ".join(f"{index_dir / p}" for p in problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
     previous = restorable_generation(index_dir, manifest)
     if previous is not None:
         hint = (
@@ -215,17 +297,26 @@ def damage_message(index_dir: Path, manifest: Manifest, problems: list[str]) -> 
     return f"index generation {manifest.generation} is damaged: {shown}. {hint}"
 
 
-def restorable_generation(index_dir: Path, current: Manifest) -> Manifest | None:
-    """The newest generation older than `current` that is kept on disk and whose files are all
-    intact (by size and checksum), or None."""
+def kept_manifests(index_dir: Path) -> list[Manifest]:
+    """Manifests of the generations on disk that can be read, newest first."""
+    out = []
     for path in sorted(index_dir.glob("gen-*"), reverse=True):
-        if not path.is_dir() or path.name >= current.directory:
-            continue
         try:
             manifest = Manifest.model_validate_json((path / MANIFEST_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if manifest.files is not None and not damaged_files(path, manifest):
+        if manifest.format == FORMAT_VERSION:
+            out.append(manifest)
+    return out
+
+
+def restorable_generation(index_dir: Path, current: Manifest) -> Manifest | None:
+    """The newest generation older than `current` that is kept on disk and whose files (its
+    own and its segments') are all intact, by size and checksum, or None."""
+    for manifest in kept_manifests(index_dir):
+        if manifest.directory >= current.directory:
+            continue
+        if manifest.files is not None and not damaged_files(index_dir, manifest):
             return manifest
     return None
 
@@ -247,11 +338,10 @@ def fsync_tree(directory: Path) -> None:
 
 
 def publish(index_dir: Path, manifest: Manifest) -> Manifest:
-    """Make `manifest`'s generation the current one: record its files' digests, write, fsync,
-    rename, fsync the directory. Returns the manifest as published (with `files`)."""
+    """Make `manifest`'s generation the current one: record its own files' digests (its segments
+    carry theirs), write, fsync, rename, fsync the directory. Returns the manifest as published."""
     generation_path = index_dir / manifest.directory
-    if manifest.files is None:
-        manifest = manifest.model_copy(update={"files": digest_files(generation_path)})
+    manifest = manifest.model_copy(update={"files": digest_files(generation_path)})
     (generation_path / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     fsync_tree(generation_path)
     tmp = index_dir / f"{CURRENT_FILE}.tmp-{os.getpid()}"
@@ -264,9 +354,23 @@ def publish(index_dir: Path, manifest: Manifest) -> Manifest:
     return manifest
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def remove_stale_generations(index_dir: Path, current: Manifest, keep_previous: int = 1) -> None:
     """Delete generations older than the current one, keeping `keep_previous` for readers that
-    read the old CURRENT just before the swap (open files survive unlinking on POSIX)."""
+    read the old CURRENT just before the swap (open files survive unlinking on POSIX), then the
+    segments no kept generation lists, and what crashed writers and merges left behind.
+    The caller holds the writer lock."""
     generations = sorted(p for p in index_dir.glob("gen-*") if p.is_dir())
     current_path = index_dir / current.directory
     older = [p for p in generations if p.name < current_path.name]
@@ -277,24 +381,74 @@ def remove_stale_generations(index_dir: Path, current: Manifest, keep_previous: 
             shutil.rmtree(path, ignore_errors=True)
     for tmp in index_dir.glob(f"{CURRENT_FILE}.tmp-*"):
         tmp.unlink(missing_ok=True)
+    used = {s.name for s in current.segments}
+    for manifest in kept_manifests(index_dir):
+        used.update(s.name for s in manifest.segments)
+    used |= building_segments(index_dir)
+    segments = index_dir / SEGMENTS_DIR
+    for path in segments.glob("seg-*"):
+        if path.is_dir() and path.name not in used:
+            shutil.rmtree(path, ignore_errors=True)
+    for marker in segments.glob(f"*{BUILDING_SUFFIX}"):
+        if marker.name[: -len(BUILDING_SUFFIX)] not in used:
+            marker.unlink(missing_ok=True)
+
+
+BUILDING_SUFFIX = ".building"
+
+
+def reserve_segment(index_dir: Path) -> Path:
+    """A new segment directory for a merge that runs outside the writer lock (the caller holds it
+    now): `seg-N.building` next to it names this process, so no writer removes the directory
+    while that process lives. `release_segment` drops the marker once the segment is published."""
+    segments = index_dir / SEGMENTS_DIR
+    directory = segments / segment_dir_name(next_segment_number(index_dir))
+    directory.mkdir(parents=True)
+    (segments / f"{directory.name}{BUILDING_SUFFIX}").write_text(str(os.getpid()), encoding="utf-8")
+    return directory
+
+
+def release_segment(directory: Path) -> None:
+    (directory.parent / f"{directory.name}{BUILDING_SUFFIX}").unlink(missing_ok=True)
+
+
+def building_segments(index_dir: Path) -> set[str]:
+    """Segments being built outside the writer lock by a live process (a background merge):
+    external vector stores must not reconcile their records away (see `VectorStore.prepare`)."""
+    out = set()
+    for marker in (index_dir / SEGMENTS_DIR).glob(f"*{BUILDING_SUFFIX}"):
+        try:
+            pid = int(marker.read_text(encoding="utf-8").strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(pid):
+            out.add(marker.name[: -len(BUILDING_SUFFIX)])
+    return out
 
 
 @contextmanager
-def writer_lock(index_dir: Path) -> Iterator[None]:
-    """One writer per index. A second writer fails at once with the holder's PID."""
+def writer_lock(index_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
+    """One writer per index. A second writer fails with the holder's PID, at once or after
+    waiting up to `wait_s` seconds for the lock (a background merge's short final step)."""
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / LOCK_FILE
     handle = open(path, "a+", encoding="utf-8")
     try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            raise IndexLocked(
-                f"index {index_dir} is locked by PID {holder} (another ingest is running); "
-                "wait for it to finish"
-            ) from None
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise IndexLocked(
+                    f"index {index_dir} is locked by PID {holder} (another ingest is running); "
+                    "wait for it to finish"
+                ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

@@ -1,9 +1,10 @@
-"""Index maintenance, in one import: status, verification, deletes and prune, restore.
+"""Index maintenance, in one import: status, verification, deletes and prune, restore, merges.
 
-The work is done by one module each: `status`, `verify`, `removal`, `restore`.
+The work is done by one module each: `status`, `verify`, `removal`, `restore`, `merge`.
 """
 
 from ragkit.indexes.layout import lock_holder
+from ragkit.indexes.merge import MergeResult, optimize_index
 from ragkit.indexes.removal import (
     DeleteReport,
     check_target,
@@ -21,6 +22,7 @@ __all__ = [
     "Check",
     "DeleteReport",
     "IndexStatus",
+    "MergeResult",
     "RestoreReport",
     "VerifyReport",
     "check_target",
@@ -29,6 +31,7 @@ __all__ = [
     "index_status",
     "lock_holder",
     "match_documents",
+    "optimize_index",
     "prune_candidates",
     "restore_previous",
     "stale_rows",

@@ -17,9 +17,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ragkit.errors import TargetError
-from ragkit.indexes.generation import generation_pipeline
+from ragkit.indexes.generation import GenerationView, generation_pipeline
 from ragkit.indexes.layout import read_current, require_current, writer_lock
-from ragkit.indexes.store import STORE_FILE, ChunkStore
 from ragkit.protocols import Embedder
 from ragkit.schema import Chunk, Document, LoadFailure
 
@@ -109,11 +108,11 @@ def _current_sources(index_dir: Path) -> dict[str, str]:
     manifest = read_current(index_dir)
     if manifest is None:
         return {}
-    store = ChunkStore.open(index_dir / manifest.directory / STORE_FILE)
+    view = GenerationView.open(index_dir, manifest)
     try:
-        return store.document_sources()
+        return view.store.document_sources()
     finally:
-        store.close()
+        view.close()
 
 
 def ids_to_remove(

@@ -33,7 +33,7 @@ def restore_previous(index_dir: str | Path, force: bool = False) -> RestoreRepor
     index_dir = Path(index_dir)
     with writer_lock(index_dir):
         current = require_current(index_dir)
-        problems = damaged_files(index_dir / current.directory, current)
+        problems = damaged_files(index_dir, current)
         if not problems and not force:
             raise IndexStoreError(
                 f"generation {current.generation} of {index_dir} is intact (its checksums match): "

@@ -29,7 +29,6 @@ embeddings) is segmented and embedded at query time, as before.
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -307,62 +306,88 @@ def _row(text_hash: str, data: ChunkSentences) -> tuple[Any, ...]:
 
 
 class SentenceIndex:
-    """Read side: stored sentences by chunk text hash (a generation's `sentences.sqlite`)."""
+    """Read side: stored sentences by chunk text hash, over the `sentences.sqlite` of every
+    segment of a generation (a text is looked up in each until found)."""
 
-    def __init__(self, connection: sqlite3.Connection | None) -> None:
-        self.db = connection
+    def __init__(self, connections: list[sqlite3.Connection]) -> None:
+        self.dbs = connections
 
     @classmethod
-    def open(cls, generation_dir: Path) -> SentenceIndex:
-        path = generation_dir / SENTENCES_FILE
-        if not path.exists():
-            return cls(None)  # an index written before sentences were stored
-        return cls(sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False))
+    def open(cls, segment_dirs: Iterable[Path]) -> SentenceIndex:
+        connections = []
+        for directory in segment_dirs:
+            path = directory / SENTENCES_FILE
+            if path.exists():  # absent: a segment migrated from an index without stored sentences
+                connections.append(sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False))
+        return cls(connections)
 
     def get(self, text_hashes: Iterable[str]) -> dict[str, ChunkSentences]:
         """Stored sentences of the given chunk texts (missing or outdated ones are left out)."""
         wanted = list(dict.fromkeys(text_hashes))
-        if self.db is None or not wanted:
-            return {}
-        marks = ",".join("?" * len(wanted))
         found: dict[str, ChunkSentences] = {}
-        for text_hash, version, spans, flags, vectors, scales in self.db.execute(
-            f"SELECT text_hash, version, spans, flags, vectors, scales FROM chunk_sentences WHERE text_hash IN ({marks})",
-            wanted,
-        ):
-            if version != SEGMENTER_VERSION:
-                continue
-            table = np.frombuffer(spans, dtype=np.int32).reshape(-1, 4)
-            opens = np.frombuffer(flags, dtype=np.uint8)
-            parsed = [
-                SentenceSpan(int(a), int(b), (int(la), int(lb)) if la >= 0 else None, bool(o))
-                for (a, b, la, lb), o in zip(table.tolist(), opens.tolist())
-            ]
-            matrix = None
-            if vectors is not None and parsed:
-                scale = np.frombuffer(scales, dtype=np.float32)
-                matrix = np.frombuffer(vectors, dtype=np.int8).reshape(len(parsed), -1).astype(np.float32) * scale[:, None]
-                norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-                matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-            found[text_hash] = ChunkSentences(parsed, matrix)
+        for db in self.dbs:
+            if not wanted:
+                break
+            for begin in range(0, len(wanted), 500):  # under SQLite's bound-parameter limit
+                part = wanted[begin : begin + 500]
+                for text_hash, version, spans, flags, vectors, scales in db.execute(
+                    "SELECT text_hash, version, spans, flags, vectors, scales FROM chunk_sentences "
+                    f"WHERE text_hash IN ({','.join('?' * len(part))})",
+                    part,
+                ):
+                    if version == SEGMENTER_VERSION:
+                        found[text_hash] = _parse(spans, flags, vectors, scales)
+            wanted = [h for h in wanted if h not in found]
         return found
 
+    def raw_rows(self, text_hashes: Iterable[str]) -> list[tuple[Any, ...]]:
+        """The stored rows of the given texts, as stored (to copy into another segment)."""
+        wanted = list(dict.fromkeys(text_hashes))
+        rows: list[tuple[Any, ...]] = []
+        for db in self.dbs:
+            if not wanted:
+                break
+            got: set[str] = set()
+            for begin in range(0, len(wanted), 500):
+                part = wanted[begin : begin + 500]
+                for row in db.execute(
+                    "SELECT text_hash, version, spans, flags, vectors, scales FROM chunk_sentences "
+                    f"WHERE text_hash IN ({','.join('?' * len(part))})",
+                    part,
+                ):
+                    rows.append(tuple(row))
+                    got.add(row[0])
+            wanted = [h for h in wanted if h not in got]
+        return rows
+
     def close(self) -> None:
-        if self.db is not None:
-            self.db.close()
+        for db in self.dbs:
+            db.close()
+
+
+def _parse(spans: bytes, flags: bytes, vectors: bytes | None, scales: bytes | None) -> ChunkSentences:
+    table = np.frombuffer(spans, dtype=np.int32).reshape(-1, 4)
+    opens = np.frombuffer(flags, dtype=np.uint8)
+    parsed = [
+        SentenceSpan(int(a), int(b), (int(la), int(lb)) if la >= 0 else None, bool(o))
+        for (a, b, la, lb), o in zip(table.tolist(), opens.tolist())
+    ]
+    matrix = None
+    if vectors is not None and scales is not None and parsed:
+        scale = np.frombuffer(scales, dtype=np.float32)
+        matrix = np.frombuffer(vectors, dtype=np.int8).reshape(len(parsed), -1).astype(np.float32) * scale[:, None]
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix = np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    return ChunkSentences(parsed, matrix)
 
 
 class SentenceWriter:
-    """Writes a generation's `sentences.sqlite` while its chunks are encoded (used by the index
-    writer): starts from the previous generation's file, adds each encoded block's rows at once
-    (so memory stays bounded by one block), and at the end drops the rows no chunk uses."""
+    """Writes a new segment's `sentences.sqlite` (used by the index writer and merges): each
+    encoded block's rows are added at once (memory stays bounded by one block), and rows of texts
+    the segment reuses from older segments (the embedding cache, a merge) are copied over."""
 
-    def __init__(self, new_dir: Path, old_dir: Path | None) -> None:
-        path = new_dir / SENTENCES_FILE
-        old = old_dir / SENTENCES_FILE if old_dir is not None else None
-        if old is not None and old.exists():
-            shutil.copyfile(old, path)
-        self.db = sqlite3.connect(path)
+    def __init__(self, segment_dir: Path) -> None:
+        self.db = sqlite3.connect(segment_dir / SENTENCES_FILE)
         self.db.executescript(_SCHEMA)
         self.written = 0
 
@@ -375,14 +400,17 @@ class SentenceWriter:
         )
         self.written += len(found)
 
-    def finish(self, live_hashes: set[str]) -> int:
-        """Keep only rows of chunk texts the new generation holds; commit and close."""
-        stored = {h for (h,) in self.db.execute("SELECT text_hash FROM chunk_sentences")}
-        gone = stored - live_hashes
-        self.db.executemany("DELETE FROM chunk_sentences WHERE text_hash = ?", ((h,) for h in gone))
+    def copy(self, source: SentenceIndex, text_hashes: Iterable[str]) -> None:
+        """Rows of `text_hashes` that `source` holds (and this file does not yet)."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO chunk_sentences (text_hash, version, spans, flags, vectors, scales) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            source.raw_rows(text_hashes),
+        )
+
+    def finish(self) -> int:
+        """Commit and close."""
         self.db.commit()
-        if gone:
-            self.db.execute("VACUUM")
         self.close()
         return self.written
 

@@ -9,9 +9,17 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from ragkit.components import build
-from ragkit.indexes.generation import generation_pipeline
-from ragkit.indexes.layout import IndexDamaged, lock_holder, require_current
-from ragkit.indexes.store import STORE_FILE, ChunkStore
+from ragkit.indexes.generation import GenerationView, generation_pipeline
+from ragkit.indexes.layout import SEGMENTS_DIR, IndexDamaged, building_segments, lock_holder, require_current
+
+
+class SegmentStatus(BaseModel):
+    name: str
+    chunks: int = Field(description="rows, deleted ones included")
+    live_chunks: int
+    deleted_chunks: int
+    documents: int = Field(description="live documents")
+    size_bytes: int
 
 
 class IndexStatus(BaseModel):
@@ -27,7 +35,7 @@ class IndexStatus(BaseModel):
     embedding_model: str
     dim: int
     size_bytes: int = Field(description="everything under the index directory")
-    generation_size_bytes: int = Field(description="the published generation alone")
+    generation_size_bytes: int = Field(description="the published generation alone: its files and its segments")
     previous_generations: list[str] = Field(
         default_factory=list, description="older generations still on disk (kept for readers)"
     )
@@ -41,6 +49,9 @@ class IndexStatus(BaseModel):
         "(empty for an index written before filters existed)",
     )
     dense_backend: str = Field("faiss", description="where the vectors are stored and searched (the vector store's own line)")
+    segments: list[SegmentStatus] = Field(default_factory=list, description="the generation's segments, in row order")
+    deleted_chunks: int = Field(0, description="rows marked deleted, not yet purged by a merge")
+    merging: list[str] = Field(default_factory=list, description="segments a merge is building now")
 
 
 def _tree_size(path: Path) -> int:
@@ -62,17 +73,28 @@ def index_status(index_dir: str | Path) -> IndexStatus:
     sources = 0
     filter_fields: dict[str, dict[str, int]] = {}
     try:
-        store = ChunkStore.open(current / STORE_FILE)
+        view = GenerationView.open(index_dir, manifest)
         try:
-            sources = store.count_sources()
-            filter_fields = store.field_counts() if store.has_chunk_fields() else {}
+            sources = view.store.count_sources()
+            filter_fields = view.store.field_counts() if view.store.has_chunk_fields() else {}
         finally:
-            store.close()
+            view.close()
     except (OSError, RuntimeError, ValueError, sqlite3.Error) as exc:
         raise IndexDamaged(
-            f"index generation {manifest.generation} is damaged ({current / STORE_FILE}: {type(exc).__name__}: {exc}); "
+            f"index generation {manifest.generation} is damaged ({type(exc).__name__}: {exc}); "
             f"run `ragkit status --verify --index {index_dir}`"
         ) from exc
+    segments = [
+        SegmentStatus(
+            name=s.name,
+            chunks=s.chunks,
+            live_chunks=s.live_chunks,
+            deleted_chunks=s.deleted_chunks,
+            documents=s.live_documents,
+            size_bytes=_tree_size(index_dir / SEGMENTS_DIR / s.name),
+        )
+        for s in manifest.segments
+    ]
     generations = sorted(p.name for p in index_dir.glob("gen-*") if p.is_dir())
     try:
         backend = generation_pipeline(index_dir, manifest).dense.backend
@@ -93,9 +115,12 @@ def index_status(index_dir: str | Path) -> IndexStatus:
         embedding_model=manifest.embedding_model,
         dim=manifest.dim,
         size_bytes=_tree_size(index_dir),
-        generation_size_bytes=_tree_size(current),
+        generation_size_bytes=_tree_size(current) + sum(s.size_bytes for s in segments),
         previous_generations=[g for g in generations if g < manifest.directory],
         unpublished_generations=[g for g in generations if g > manifest.directory],
         writer_pid=lock_holder(index_dir),
         filter_fields=filter_fields,
+        segments=segments,
+        deleted_chunks=sum(s.deleted_chunks for s in segments),
+        merging=sorted(building_segments(index_dir)),
     )

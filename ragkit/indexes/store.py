@@ -1,8 +1,11 @@
-"""The chunk/document store: SQLite, one file per index generation.
+"""The chunk/document store: SQLite, one file per segment, and `SegmentedStore` over a generation.
 
 Documents keep their full text; a chunk keeps only offsets (its text is `document.text[start:end]`,
-sliced by SQLite's character-based `substr`), so text is stored once. `chunks.row` is the
-position of the chunk in the dense and sparse indexes: rows are always 0..N-1.
+sliced by SQLite's character-based `substr`), so text is stored once. In a segment's store
+`chunks.row` is the chunk's local row in the segment's dense and sparse indexes (0..n-1) and a
+document's position is its rowid - 1 (insertion order): the deletion bitmaps of a generation
+address both. `SegmentedStore` answers the same questions over a whole generation, in global
+rows (segments concatenated in manifest order), never showing deleted chunks or documents.
 
 `chunk_fields` holds every chunk's flat filterable metadata (`filterable_metadata`) as one
 (field, value, row) entry per field, written with the chunks, so a metadata filter becomes a few
@@ -47,6 +50,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     metadata TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE INDEX IF NOT EXISTS chunks_text ON chunks(text_hash);
 """
 
 # `value` has no declared type, so SQLite keeps integers, reals and text exactly as given and never
@@ -96,6 +100,45 @@ class ChunkStore:
         return cls(db)
 
     @classmethod
+    def merged(cls, path: Path, parts: Sequence[tuple[Path, np.ndarray, np.ndarray]]) -> ChunkStore:
+        """A new store at `path` holding the live documents and chunks of `parts` ((store file,
+        live-chunk mask, live-document mask), in order): chunks renumbered consecutively in
+        order, documents in order (so their positions follow too). All in SQLite, no Python rows."""
+        store = cls.create(path)
+        db = store.db
+        offset = 0
+        for source, live, live_docs in parts:
+            db.commit()
+            db.execute("ATTACH DATABASE ? AS src", (str(source),))
+            try:
+                db.execute("CREATE TEMP TABLE keep_docs (pos INTEGER PRIMARY KEY)")
+                db.executemany("INSERT INTO keep_docs VALUES (?)", ((p,) for p in (np.flatnonzero(live_docs) + 1).tolist()))
+                db.execute(
+                    "INSERT INTO documents (id, source, content_hash, text, metadata) "
+                    "SELECT d.id, d.source, d.content_hash, d.text, d.metadata FROM src.documents d "
+                    "JOIN keep_docs k ON k.pos = d.rowid ORDER BY d.rowid"
+                )
+                rows = np.flatnonzero(live)
+                db.execute("CREATE TEMP TABLE row_map (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
+                db.executemany("INSERT INTO row_map VALUES (?, ?)", zip(rows.tolist(), range(offset, offset + len(rows))))
+                db.execute(
+                    'INSERT INTO chunks (row, id, doc_id, start, "end", text_hash, metadata) '
+                    'SELECT m.new, c.id, c.doc_id, c.start, c."end", c.text_hash, c.metadata '
+                    "FROM src.chunks c JOIN row_map m ON m.old = c.row ORDER BY m.new"
+                )
+                db.execute(
+                    "INSERT INTO chunk_fields (field, is_bool, value, row) "
+                    "SELECT f.field, f.is_bool, f.value, m.new FROM src.chunk_fields f JOIN row_map m ON m.old = f.row"
+                )
+                db.execute("DROP TABLE temp.keep_docs")
+                db.execute("DROP TABLE temp.row_map")
+                db.commit()
+            finally:
+                db.execute("DETACH DATABASE src")
+            offset += len(rows)
+        return store
+
+    @classmethod
     def open(cls, path: Path, readonly: bool = True) -> ChunkStore:
         if not path.exists():
             raise FileNotFoundError(f"no chunk store at {path}")
@@ -129,6 +172,74 @@ class ChunkStore:
 
     def commit(self) -> None:
         self.db.commit()
+
+    def ensure_indexes(self) -> None:
+        """Lookup indexes a store written before segments lacks (the writer's upgrade)."""
+        self.db.executescript(_SCHEMA)
+        if not self.has_chunk_fields():
+            self.db.execute(_FIELDS_TABLE.format(name="chunk_fields"))
+            self.add_chunk_fields(0)
+        self.db.commit()
+
+    def number_documents(self) -> None:
+        """Give documents the positions 1..n (rowid) in their current order: a store written
+        before segments may have gaps where documents were deleted (the writer's upgrade)."""
+        (gaps,) = self.db.execute("SELECT count(*) != coalesce(max(rowid), 0) FROM documents").fetchone()
+        if gaps:
+            self.db.execute("CREATE TABLE documents_numbered AS SELECT * FROM documents WHERE 0")
+            self.db.execute("INSERT INTO documents_numbered SELECT * FROM documents ORDER BY rowid")
+            self.db.execute("DROP TABLE documents")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT INTO documents SELECT * FROM documents_numbered")
+            self.db.execute("DROP TABLE documents_numbered")
+            self.db.commit()
+
+    # --- segment lookups (indexed; what a small commit needs from a large index) ---
+
+    def document_positions(self, doc_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """id -> (position = rowid - 1, content hash) of the given documents this store holds."""
+        found: dict[str, tuple[int, str]] = {}
+        for begin in range(0, len(doc_ids), _IN_BATCH):
+            part = list(doc_ids[begin : begin + _IN_BATCH])
+            marks = ",".join("?" * len(part))
+            for doc_id, rowid, digest in self.db.execute(
+                f"SELECT id, rowid, content_hash FROM documents WHERE id IN ({marks})", part
+            ):
+                found[doc_id] = (int(rowid) - 1, digest)
+        return found
+
+    def rows_of_documents(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """Local rows of every chunk of the given documents, ascending."""
+        rows: list[int] = []
+        for begin in range(0, len(doc_ids), _IN_BATCH):
+            part = list(doc_ids[begin : begin + _IN_BATCH])
+            marks = ",".join("?" * len(part))
+            rows.extend(r for (r,) in self.db.execute(f"SELECT row FROM chunks WHERE doc_id IN ({marks})", part))
+        return np.asarray(sorted(rows), dtype=np.int64)
+
+    def rows_of_text_hashes(self, hashes: Sequence[str]) -> dict[str, int]:
+        """Chunk-text hash -> a local row holding that text, for the given hashes it holds."""
+        found: dict[str, int] = {}
+        for begin in range(0, len(hashes), _IN_BATCH):
+            part = list(hashes[begin : begin + _IN_BATCH])
+            marks = ",".join("?" * len(part))
+            found.update(self.db.execute(f"SELECT text_hash, row FROM chunks WHERE text_hash IN ({marks})", part))
+        return found
+
+    def document_ids_at(self, positions: Sequence[int]) -> list[str]:
+        """Ids of the documents at the given positions (rowid - 1)."""
+        out: list[str] = []
+        wanted = [int(p) + 1 for p in positions]
+        for begin in range(0, len(wanted), _IN_BATCH):
+            part = wanted[begin : begin + _IN_BATCH]
+            marks = ",".join("?" * len(part))
+            out.extend(i for (i,) in self.db.execute(f"SELECT id FROM documents WHERE rowid IN ({marks})", part))
+        return out
+
+    def document_count_raw(self) -> int:
+        """Documents ever added to this store (positions are 0..n-1)."""
+        (last,) = self.db.execute("SELECT max(rowid) FROM documents").fetchone()
+        return 0 if last is None else int(last)
 
     def remove_documents(self, doc_ids: Sequence[str]) -> tuple[int, np.ndarray]:
         """Writer: delete `doc_ids` and their chunks, then renumber the kept chunks to 0..K-1 in
@@ -498,3 +609,285 @@ def _chunk(record: Sequence[Any]) -> Chunk:
         end=end,
         metadata=json.loads(metadata),
     )
+
+
+class SegmentedStore:
+    """The chunk stores of a generation's segments as one store over global rows.
+
+    `parts` are (store, base row, rows, deleted-chunk mask or None, deleted-document mask or
+    None) in manifest order. Deleted chunks and documents are never returned or counted; global
+    rows keep counting them (row numbers stay those of the dense and sparse indexes).
+    """
+
+    def __init__(self, parts: Sequence[tuple[ChunkStore, int, int, np.ndarray | None, np.ndarray | None]]) -> None:
+        self.parts = list(parts)
+        self._bases = np.array([base for _, base, _, _, _ in self.parts], dtype=np.int64)
+        self._rows = sum(n for _, _, n, _, _ in self.parts)
+        self._masks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        live = np.ones(self._rows, dtype=bool)
+        for _, base, n, deleted, _ in self.parts:
+            if deleted is not None:
+                live[base : base + n] = ~deleted
+        live.setflags(write=False)
+        self.live = live
+
+    def close(self) -> None:
+        for store, *_ in self.parts:
+            store.close()
+
+    # --- rows ---
+
+    def row_count(self) -> int:
+        """Global rows, deleted ones included (the length of every row mask)."""
+        return self._rows
+
+    def _split(self, rows: Sequence[int]) -> dict[int, list[tuple[int, int]]]:
+        """part index -> [(position in `rows`, local row)]."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        array = np.asarray(rows, dtype=np.int64)
+        if array.size and (array.min() < 0 or array.max() >= self._rows):
+            raise LookupError(f"index rows out of range 0..{self._rows - 1}: index is inconsistent")
+        which = np.searchsorted(self._bases, array, side="right") - 1
+        for position, (part, row) in enumerate(zip(which.tolist(), array.tolist())):
+            out.setdefault(part, []).append((position, row - self.parts[part][1]))
+        return out
+
+    def _live_docs(self, part: int) -> Iterator[tuple[int, str]]:
+        """(position, id) of the part's live documents."""
+        store, _, _, _, deleted_docs = self.parts[part]
+        for rowid, doc_id in store.db.execute("SELECT rowid, id FROM documents ORDER BY rowid"):
+            if deleted_docs is None or not deleted_docs[rowid - 1]:
+                yield rowid - 1, doc_id
+
+    def _doc_live(self, part: int, positions: dict[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
+        deleted_docs = self.parts[part][4]
+        if deleted_docs is None:
+            return positions
+        return {i: v for i, v in positions.items() if not deleted_docs[v[0]]}
+
+    # --- counts ---
+
+    def count_chunks(self) -> int:
+        return int(np.count_nonzero(self.live))
+
+    def count_documents(self) -> int:
+        total = 0
+        for store, _, _, _, deleted_docs in self.parts:
+            total += store.document_count_raw() - (int(np.count_nonzero(deleted_docs)) if deleted_docs is not None else 0)
+        return total
+
+    def count_sources(self) -> int:
+        return len(set(self.document_sources().values()))
+
+    # --- documents ---
+
+    def document_hashes(self) -> dict[str, str]:
+        """id -> content hash of every live document."""
+        out: dict[str, str] = {}
+        for i, (store, _, _, _, deleted_docs) in enumerate(self.parts):
+            for rowid, doc_id, digest in store.db.execute("SELECT rowid, id, content_hash FROM documents"):
+                if deleted_docs is None or not deleted_docs[rowid - 1]:
+                    out[doc_id] = digest
+        return out
+
+    def document_sources(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for store, _, _, _, deleted_docs in self.parts:
+            for rowid, doc_id, source in store.db.execute("SELECT rowid, id, source FROM documents"):
+                if deleted_docs is None or not deleted_docs[rowid - 1]:
+                    out[doc_id] = source
+        return out
+
+    def locate_documents(self, doc_ids: Sequence[str]) -> dict[str, tuple[int, int, str]]:
+        """id -> (part, position, content hash) of the given ids among the live documents."""
+        out: dict[str, tuple[int, int, str]] = {}
+        for part, (store, *_rest) in enumerate(self.parts):
+            for doc_id, (position, digest) in self._doc_live(part, store.document_positions(doc_ids)).items():
+                out[doc_id] = (part, position, digest)
+        return out
+
+    def document_records(self) -> Iterator[tuple[str, str, str, str, str]]:
+        """(id, source, content hash, text, metadata JSON) of every live document."""
+        for store, _, _, _, deleted_docs in self.parts:
+            for rowid, *record in store.db.execute(
+                "SELECT rowid, id, source, content_hash, text, metadata FROM documents ORDER BY rowid"
+            ):
+                if deleted_docs is None or not deleted_docs[rowid - 1]:
+                    yield tuple(record)  # type: ignore[misc]
+
+    def documents(self, ids: Sequence[str] | None = None) -> Iterator[Document]:
+        if ids is None:
+            found = sorted(
+                (doc_id, part) for part in range(len(self.parts)) for _, doc_id in self._live_docs(part)
+            )
+            for doc_id, part in found:
+                yield from self.parts[part][0].documents([doc_id])
+            return
+        located = self.locate_documents(list(ids))
+        for doc_id in ids:
+            if doc_id in located:
+                yield from self.parts[located[doc_id][0]][0].documents([doc_id])
+
+    # --- chunks ---
+
+    def chunks_of(self, doc_ids: Iterable[str]) -> Iterator[tuple[int, Chunk, str]]:
+        """(global row, chunk, text hash) of every live chunk of the given documents, by row."""
+        wanted = list(doc_ids)
+        located = self.locate_documents(wanted)
+        for doc_id in wanted:
+            if doc_id not in located:
+                continue
+            part = located[doc_id][0]
+            store, base, *_ = self.parts[part]
+            for row, chunk, digest in store.chunks_of([doc_id]):
+                if self.live[base + row]:
+                    yield base + row, chunk, digest
+
+    def chunks_by_rows(self, rows: Sequence[int]) -> list[Chunk]:
+        """Chunks at the given global rows, in the order asked."""
+        out: list[Chunk | None] = [None] * len(rows)
+        for part, items in self._split(rows).items():
+            chunks = self.parts[part][0].chunks_by_rows([local for _, local in items])
+            for (position, _), chunk in zip(items, chunks):
+                out[position] = chunk
+        return out  # type: ignore[return-value]
+
+    def chunk_by_id(self, chunk_id: str) -> Chunk | None:
+        rows = self.rows_of_chunk_ids([chunk_id])
+        return self.chunks_by_rows(rows.tolist())[0] if rows.size else None
+
+    def text_hashes(self, rows: Sequence[int]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for part, items in self._split(rows).items():
+            base = self.parts[part][1]
+            for local, digest in self.parts[part][0].text_hashes([local for _, local in items]).items():
+                out[base + local] = digest
+        return out
+
+    def doc_ids_by_row(self) -> list[str]:
+        """The document id of every global row (deleted rows too: they never appear in hits)."""
+        out: list[str] = []
+        for store, *_ in self.parts:
+            out.extend(store.doc_ids_by_row())
+        return out
+
+    def chunk_rows(self) -> list[tuple[int, str, str, int, int, str]]:
+        """(global row, id, doc_id, start, end, text hash) of every live chunk, by row."""
+        out = []
+        for store, base, _, _, _ in self.parts:
+            for row, *rest in store.chunk_rows():
+                if self.live[base + row]:
+                    out.append((base + row, *rest))
+        return out  # type: ignore[return-value]
+
+    def iter_chunk_texts(self) -> Iterator[str]:
+        """Every chunk's text in global row order, deleted rows included (as the indexes hold them)."""
+        for store, *_ in self.parts:
+            yield from store.iter_chunk_texts()
+
+    # --- chunk ids (what external vector stores key records by) ---
+
+    def chunk_ids(self) -> set[str]:
+        out: set[str] = set()
+        for store, base, _, deleted, _ in self.parts:
+            if deleted is None:
+                out.update(store.chunk_ids())
+            else:
+                out.update(i for row, i in store.db.execute("SELECT row, id FROM chunks") if not deleted[row])
+        return out
+
+    def chunk_ids_of_documents(self, doc_ids: Sequence[str]) -> list[str]:
+        return [chunk.id for _, chunk, _ in self.chunks_of(doc_ids)]
+
+    def chunk_ids_at_rows(self, rows: Sequence[int]) -> list[str]:
+        wanted = sorted({int(r) for r in rows})
+        return [c.id for c in self.chunks_by_rows(wanted)]
+
+    def rows_of_chunk_ids(self, ids: Sequence[str]) -> np.ndarray:
+        """Global rows of the live chunks with these ids (ids it does not hold are skipped)."""
+        rows: list[int] = []
+        for store, base, _, deleted, _ in self.parts:
+            for local in store.rows_of_chunk_ids(ids).tolist():
+                if deleted is None or not deleted[local]:
+                    rows.append(base + local)
+        return np.asarray(sorted(rows), dtype=np.int64)
+
+    def rows_of_text_hashes(self, hashes: Sequence[str]) -> dict[str, int]:
+        """Chunk-text hash -> a live global row holding that text (the writer's embedding cache:
+        indexed lookups, so a small commit costs little on a large index)."""
+        found: dict[str, int] = {}
+        remaining = list(dict.fromkeys(hashes))
+        for store, base, _, deleted, _ in self.parts:
+            if not remaining:
+                break
+            if deleted is None:
+                hits = store.rows_of_text_hashes(remaining)
+            else:  # a deleted row may hold the text while a live one does too: ask for all rows
+                hits = {}
+                for begin in range(0, len(remaining), _IN_BATCH):
+                    part = remaining[begin : begin + _IN_BATCH]
+                    marks = ",".join("?" * len(part))
+                    for digest, row in store.db.execute(
+                        f"SELECT text_hash, row FROM chunks WHERE text_hash IN ({marks})", part
+                    ):
+                        if not deleted[row]:
+                            hits.setdefault(digest, row)
+            for digest, local in hits.items():
+                found[digest] = base + local
+            remaining = [h for h in remaining if h not in found]
+        return found
+
+    def live_text_hashes(self) -> set[str]:
+        out: set[str] = set()
+        for store, _, _, deleted, _ in self.parts:
+            if deleted is None:
+                out.update(store.live_text_hashes())
+            else:
+                out.update(h for row, h in store.db.execute("SELECT row, text_hash FROM chunks") if not deleted[row])
+        return out
+
+    def chunk_records(self, ids: Iterable[str] | None = None) -> Iterator[tuple[int, str, dict[str, Scalar]]]:
+        """(global row, chunk id, `filterable_metadata`) of the live chunks `ids` (all when None), by row."""
+        wanted = None if ids is None else list(ids)
+        for store, base, _, deleted, _ in self.parts:
+            for row, chunk_id, fields in store.chunk_records(wanted):
+                if deleted is None or not deleted[row]:
+                    yield base + row, chunk_id, fields
+
+    # --- filterable metadata ---
+
+    def has_chunk_fields(self) -> bool:
+        return all(store.has_chunk_fields() for store, *_ in self.parts)
+
+    def field_counts(self) -> dict[str, dict[str, int]]:
+        """Like `ChunkStore.field_counts`, over every segment (deleted rows included: an upper bound
+        until a merge purges them)."""
+        counts: dict[str, dict[str, int]] = {}
+        for store, *_ in self.parts:
+            for field, kinds in store.field_counts().items():
+                for kind, n in kinds.items():
+                    counts.setdefault(field, {}).setdefault(kind, 0)
+                    counts[field][kind] += n
+        return counts
+
+    def filter_mask(self, flt: MetadataFilter | Any) -> np.ndarray:
+        """A boolean mask over global rows: True where a live chunk passes `flt`; cached per filter."""
+        flt = MetadataFilter.parse(flt)
+        key = flt.key()
+        with self._lock:
+            cached = self._masks.get(key)
+            if cached is not None:
+                self._masks.move_to_end(key)
+                return cached
+        if flt.root is None:
+            mask = self.live.copy()
+        else:
+            mask = np.concatenate([store.filter_mask(flt) for store, *_ in self.parts]) if self.parts else np.zeros(0, bool)
+            mask &= self.live
+        mask.setflags(write=False)
+        with self._lock:
+            self._masks[key] = mask
+            while len(self._masks) > _MASK_CACHE:
+                self._masks.popitem(last=False)
+        return mask

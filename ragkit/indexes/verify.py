@@ -17,14 +17,14 @@ from ragkit.indexes.layout import (
     CURRENT_FILE,
     MANIFEST_FILE,
     PIPELINE_FILE,
-    SPARSE_DIR,
+    SEGMENTS_DIR,
     IndexStoreError,
     Manifest,
     damage_message,
     damaged_files,
     require_current,
 )
-from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
+from ragkit.indexes.store import document_hash, text_hash
 from ragkit.protocols import Embedder, SparseBackend, VectorStore
 from ragkit.schema import Document, content_hash
 
@@ -103,11 +103,12 @@ def verify_index(index_dir: str | Path, embedder: Embedder | None = None, sample
 
     def check_checksums() -> tuple[list[str], str]:
         if manifest.files is None:
-            return [], "no checksums recorded (generation written by an older ragkit; the next commit adds them)"
-        problems = damaged_files(path, manifest)
+            return [], "no checksums recorded"
+        problems = damaged_files(index_dir, manifest, digests=True)
         if problems:
             return [damage_message(index_dir, manifest, problems)], ""
-        return [], f"{len(manifest.files)} files match their sizes and checksums"
+        n = len(manifest.files) + sum(len(s.files) for s in manifest.segments)
+        return [], f"{n} files of the generation and its {len(manifest.segments)} segments match their sizes and checksums"
 
     checker.run("checksums", check_checksums)
 
@@ -118,6 +119,12 @@ def verify_index(index_dir: str | Path, embedder: Embedder | None = None, sample
         own = Manifest.model_validate_json((path / MANIFEST_FILE).read_text(encoding="utf-8"))
         if own != manifest:
             problems.append(f"{manifest.directory}/{MANIFEST_FILE} differs from {CURRENT_FILE}")
+        names = [s.name for s in manifest.segments]
+        if len(set(names)) != len(names):
+            problems.append("a segment is listed twice")
+        for segment in manifest.segments:
+            if not (index_dir / SEGMENTS_DIR / segment.name).is_dir():
+                problems.append(f"segment {segment.name} is missing")
         pipeline = load_pipeline(path / PIPELINE_FILE)
         state["pipeline"] = pipeline
         if pipeline.dense.embedder.model != manifest.embedding_model:
@@ -126,102 +133,132 @@ def verify_index(index_dir: str | Path, embedder: Embedder | None = None, sample
             )
         for field in secret_fields(pipeline):
             problems.append(f"{PIPELINE_FILE} contains a secret in {field} (secrets must never be saved)")
-        return problems, f"generation {manifest.generation} ({manifest.directory})"
+        return problems, f"generation {manifest.generation} ({manifest.directory}), {len(manifest.segments)} segments"
 
     if not checker.run("manifest", check_manifest):
         return report
 
     pipeline: PipelineConfig = state["pipeline"]  # type: ignore[assignment]
+    try:
+        view = GenerationView.open(index_dir, manifest)
+    except Exception as exc:
+        checker.add("store", [f"{type(exc).__name__}: {exc}"], "")
+        return report
+
+    try:
+        _verify_generation(checker, view, manifest, pipeline, embedder, sample)
+    finally:
+        view.close()
+    return report
+
+
+def _verify_generation(
+    checker: _Checker,
+    view: GenerationView,
+    manifest: Manifest,
+    pipeline: PipelineConfig,
+    embedder: Embedder | None,
+    sample: int,
+) -> None:
+    index_dir = view.index_dir
 
     def check_store() -> tuple[list[str], str]:
-        store = ChunkStore.open(path / STORE_FILE)
-        try:
-            docs: dict[str, tuple[str, str, str, str]] = {}
-            problems = []
-            for doc_id, source, stored_hash, text, metadata in store.document_records():
-                docs[doc_id] = (source, stored_hash, text, metadata)
+        problems = []
+        live_docs = 0
+        live_chunks = 0
+        ids: set[str] = set()
+        for segment in view.segments:
+            where = f"{segment.name}"
+            docs: dict[str, tuple[str, str, bool]] = {}
+            position = 0
+            for rowid, doc_id, source, stored_hash, text, metadata in segment.store.db.execute(
+                "SELECT rowid, id, source, content_hash, text, metadata FROM documents ORDER BY rowid"
+            ):
+                if rowid != position + 1:
+                    problems.append(f"{where}: document positions are not 1..n (at {doc_id!r})")
+                position += 1
                 document = Document(id=doc_id, source=source, text=text, metadata=json.loads(metadata))
                 if document_hash(document) != stored_hash:
-                    problems.append(f"document {doc_id!r}: content hash does not match its text")
-            rows = store.chunk_rows()
-        finally:
-            store.close()
-        n = len(rows)
-        if [r[0] for r in rows] != list(range(n)):
-            problems.append(f"chunk rows are not exactly 0..{n - 1}")
-        if len({r[1] for r in rows}) != n:
-            problems.append("duplicate chunk ids")
-        spans = [(r[2], r[3], r[4]) for r in rows]
-        if len(set(spans)) != n:
-            problems.append(f"{n - len(set(spans))} chunk(s) stored twice (same document and span)")
-        texts: list[str] = []
-        for row, chunk_id, doc_id, start, end, stored_text_hash in rows:
-            if doc_id not in docs:
-                problems.append(f"row {row}: document {doc_id!r} is missing")
-                texts.append("")
-                continue
-            source, _, doc_text, _ = docs[doc_id]
-            if not 0 <= start < end <= len(doc_text):
-                problems.append(f"row {row}: span [{start}, {end}) outside {source!r} (length {len(doc_text)})")
-                texts.append("")
-                continue
-            text = doc_text[start:end]
-            texts.append(text)
-            if content_hash(doc_id, str(start), text) != chunk_id or text_hash(text) != stored_text_hash:
-                problems.append(f"row {row}: chunk {chunk_id} is not {source!r}[{start}:{end}]")
-        state["texts"] = texts
-        counts = {"manifest": manifest.chunks, "store": n}
-        doc_counts = {"manifest": manifest.documents, "store": len(docs)}
+                    problems.append(f"{where}: document {doc_id!r}: content hash does not match its text")
+                live = segment.deleted_documents is None or not segment.deleted_documents[rowid - 1]
+                docs[doc_id] = (source, text, live)
+                live_docs += live
+            if position != segment.documents:
+                problems.append(f"{where}: {position} documents, the manifest says {segment.documents}")
+            rows = segment.store.chunk_rows()
+            n = len(rows)
+            if [r[0] for r in rows] != list(range(n)) or n != segment.chunks:
+                problems.append(f"{where}: chunk rows are not exactly 0..{segment.chunks - 1}")
+            spans = [(r[2], r[3], r[4]) for r in rows]
+            if len(set(spans)) != n:
+                problems.append(f"{where}: {n - len(set(spans))} chunk(s) stored twice (same document and span)")
+            for row, chunk_id, doc_id, start, end, stored_text_hash in rows:
+                live = segment.deleted is None or not segment.deleted[row]
+                if doc_id not in docs:
+                    problems.append(f"{where} row {row}: document {doc_id!r} is missing")
+                    continue
+                source, doc_text, doc_live = docs[doc_id]
+                if live and not doc_live:
+                    problems.append(f"{where} row {row}: live chunk of deleted document {doc_id!r}")
+                if not 0 <= start < end <= len(doc_text):
+                    problems.append(f"{where} row {row}: span [{start}, {end}) outside {source!r} (length {len(doc_text)})")
+                    continue
+                text = doc_text[start:end]
+                if content_hash(doc_id, str(start), text) != chunk_id or text_hash(text) != stored_text_hash:
+                    problems.append(f"{where} row {row}: chunk {chunk_id} is not {source!r}[{start}:{end}]")
+                if live:
+                    live_chunks += 1
+                    if chunk_id in ids:
+                        problems.append(f"{where} row {row}: chunk id {chunk_id} is live twice")
+                    ids.add(chunk_id)
+        counts = {"manifest": manifest.chunks, "store": live_chunks}
+        doc_counts = {"manifest": manifest.documents, "store": live_docs}
         if len(set(counts.values())) != 1:
-            problems.append(f"chunk counts differ: {counts}")
+            problems.append(f"live chunk counts differ: {counts}")
         if len(set(doc_counts.values())) != 1:
-            problems.append(f"document counts differ: {doc_counts}")
-        return problems, f"{len(docs)} documents, {n} chunks (rows 0..{n - 1}, ids unique, spans exact)"
+            problems.append(f"live document counts differ: {doc_counts}")
+        return problems, (
+            f"{live_docs} documents, {live_chunks} live chunks in {len(view.segments)} segments "
+            f"({view.rows - live_chunks} deleted; ids unique, spans exact)"
+        )
 
     store_ok = checker.run("store", check_store)
-    texts: list[str] = state.get("texts", [])  # type: ignore[assignment]
 
     def check_dense() -> tuple[list[str], str]:
-        view = GenerationView.open(index_dir, path, manifest.generation)
-        try:
-            vectors = view.vectors
-            state["vectors"] = vectors
-            problems = []
-            if vectors.ndim != 2 or vectors.shape[0] != manifest.chunks or vectors.shape[1] != manifest.dim:
+        problems = []
+        for segment in view.segments:
+            vectors = segment.vectors
+            if vectors.ndim != 2 or vectors.shape[0] != segment.chunks or (segment.chunks and vectors.shape[1] != manifest.dim):
                 problems.append(
-                    f"the stored embeddings have shape {vectors.shape}; the manifest says {manifest.chunks} x {manifest.dim}"
+                    f"{segment.name}: the stored embeddings have shape {vectors.shape}; expected {segment.chunks} x {manifest.dim}"
                 )
-            if store_ok and len(vectors) != len(texts):
-                problems.append(f"the stored embeddings hold {len(vectors)} vectors, the store {len(texts)} chunks")
-            vector_store: VectorStore = build(
-                "vector_store", pipeline.dense.backend, index_dir=index_dir, stored=pipeline.dense.backend
-            )
-            store_problems, detail = vector_store.verify(view, vectors, sample)
-            return problems + store_problems, detail
-        finally:
-            view.close()
+        vector_store: VectorStore = build(
+            "vector_store", pipeline.dense.backend, index_dir=index_dir, stored=pipeline.dense.backend
+        )
+        store_problems, detail = vector_store.verify(view, sample)
+        return problems + store_problems, detail
 
     dense_ok = checker.run("dense", check_dense)
 
     def check_sparse() -> tuple[list[str], str]:
         backend: SparseBackend = build("sparse_index", pipeline.sparse)
-        return backend.verify(path / SPARSE_DIR, texts if store_ok else None)
+        return backend.verify(view)
 
     checker.run("sparse", check_sparse)
 
-    if embedder is not None and sample > 0 and store_ok and dense_ok and texts:
+    live = np.flatnonzero(view.live())
+    if embedder is not None and sample > 0 and store_ok and dense_ok and live.size:
 
         def check_embeddings() -> tuple[list[str], str]:
-            vectors = state["vectors"]
-            rows = sorted({int(round(x)) for x in np.linspace(0, len(texts) - 1, min(sample, len(texts)))})
-            fresh = np.asarray(embedder.embed([texts[r] for r in rows]), dtype=np.float32)
-            stored = np.asarray(vectors[rows], dtype=np.float32)  # type: ignore[index]
+            picks = sorted({int(live[int(round(x))]) for x in np.linspace(0, len(live) - 1, min(sample, len(live)))})
+            texts = [c.text for c in view.store.chunks_by_rows(picks)]
+            fresh = np.asarray(embedder.embed(texts), dtype=np.float32)
+            stored = view.vectors_at(picks)
             norms = np.linalg.norm(fresh, axis=1) * np.linalg.norm(stored, axis=1)
             cosine = (fresh * stored).sum(axis=1) / np.where(norms == 0, 1, norms)
-            bad = [(r, float(c)) for r, c in zip(rows, cosine) if not c >= _EMBEDDING_MIN_COSINE]
+            bad = [(r, float(c)) for r, c in zip(picks, cosine) if not c >= _EMBEDDING_MIN_COSINE]
             problems = [f"row {r}: stored vector is not its chunk's embedding (cosine {c:.3f})" for r, c in bad]
             worst = float(cosine.min()) if len(cosine) else math.nan
-            return problems, f"{len(rows)} sampled chunks re-embedded, min cosine {worst:.4f}"
+            return problems, f"{len(picks)} sampled chunks re-embedded, min cosine {worst:.4f}"
 
         checker.run("embeddings", check_embeddings)
-    return report

@@ -1,10 +1,17 @@
-"""Writing the next index generation from the current one plus new or changed documents.
+"""Writing the next index generation: one new segment plus deletion bitmaps, never a rebuild.
 
 A document is keyed by its id (the source path, or path#row) and a hash of its content.
-Unchanged documents cost nothing; a changed document replaces exactly its own chunks; chunk
-text already embedded (anywhere in the previous generation) is never embedded again. Documents
-are consumed as a stream: new chunk texts are encoded in large blocks while the producer (the
-loader thread of `RAG.ingest`) parses the next files.
+Unchanged documents cost nothing; a changed document's old chunks are marked deleted in the
+segment that holds them and its new chunks go into the commit's new segment; chunk text
+already embedded (anywhere in the live index) is never embedded again, its vector is copied.
+Documents are consumed as a stream: new chunk texts are encoded in large blocks while the
+producer (the loader thread of `RAG.ingest`) parses the next files.
+
+What a commit costs grows with the change, not with the index: it looks documents and chunk
+texts up by indexed SQL queries, writes one segment sized for the change (store, vectors, dense
+and sparse indexes, sentences), one small deletion file per touched segment, the BM25
+vocabulary and a manifest (ragkit/indexes/layout.py). Merging small segments is left to
+`ragkit.indexes.merge` (in the background or by `ragkit optimize`).
 """
 
 from __future__ import annotations
@@ -17,32 +24,41 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from ragkit.components import build
 from ragkit.config import PipelineConfig
-from ragkit.indexes.generation import GenerationView, generation_pipeline
+from ragkit.indexes.generation import GenerationView, SegmentView, deletes_file_name, generation_pipeline, write_deletes
 from ragkit.indexes.layout import (
     EMBEDDINGS_FILE,
     PIPELINE_FILE,
-    SPARSE_DIR,
+    SEGMENT_FILE,
+    SEGMENTS_DIR,
+    IndexNeedsUpgrade,
     IndexStoreError,
     Manifest,
+    SegmentEntry,
+    digest_files,
+    fsync_tree,
     generation_dir_name,
+    next_segment_number,
     publish,
     read_current,
     remove_stale_generations,
+    segment_dir_name,
 )
-from ragkit.indexes.sentences import SENTENCES_FILE, SentenceWriter, encode_with_sentences
+from ragkit.indexes.sentences import SentenceIndex, SentenceWriter, encode_with_sentences
 from ragkit.indexes.store import STORE_FILE, ChunkStore, document_hash, text_hash
 from ragkit.progress import Progress
-from ragkit.protocols import Chunker, Embedder, SparseBackend, VectorStore
+from ragkit.protocols import Chunker, Embedder, SparseBackend, SparseWriter, VectorStore
 from ragkit.schema import Chunk, Document, LoadFailure
 
 log = logging.getLogger(__name__)
+
+# Incoming documents are looked up in the index (by id) this many at a time.
+LOOKUP_BATCH = 512
 
 
 class WriteStats(BaseModel):
@@ -57,6 +73,7 @@ class WriteStats(BaseModel):
     embedding_cache_hits: int = 0
     documents_total: int = 0
     chunks_total: int = 0
+    segments: int = Field(0, description="segments of the published generation")
     published: bool = False
     vectors_upserted: int = Field(0, description="records written to an external dense store (chroma)")
     vectors_deleted: int = Field(0, description="records deleted from an external dense store (chroma)")
@@ -65,7 +82,7 @@ class WriteStats(BaseModel):
         description="documents that failed while being chunked or embedded (their last indexed version, if any, is kept)",
     )
     timings: dict[str, float] = Field(
-        default_factory=dict, description="seconds per writer phase (stream, embed_tail, store, indexes)"
+        default_factory=dict, description="seconds per writer phase (stream, embed_tail, segment, publish, ...)"
     )
 
 
@@ -93,20 +110,27 @@ def write_generation(
     progress: Progress | None = None,
     delete_ids: Iterable[str] | Callable[[], Iterable[str]] = (),
 ) -> WriteStats:
-    """Build and publish the next generation: upsert `documents`, remove `delete_ids`.
+    """Commit the next generation: upsert `documents`, remove `delete_ids`.
 
     `documents` is consumed lazily: each new or changed document is chunked as it arrives and
     its chunk texts are encoded in large blocks while the iterator (e.g. a loader thread) keeps
     producing the next ones, so parsing overlaps encoding. `delete_ids` may be a callable; it is
     called once `documents` is exhausted, so it can depend on what was loaded.
 
-    The caller holds the writer lock. Nothing is published when nothing changes.
+    The caller holds the writer lock. Nothing is published when nothing changes. An index
+    written before segments is upgraded first (`ragkit.indexes.upgrade`).
     """
+    try:
+        read_current(index_dir)
+    except IndexNeedsUpgrade:
+        from ragkit.indexes.upgrade import upgrade_index
+
+        upgrade_index(index_dir)
     return _Commit(index_dir, config, embedder, progress or Progress("ingest")).run(documents, chunker, delete_ids)
 
 
 class _Commit:
-    """One write of the next generation, phase by phase (each timed in `WriteStats.timings`)."""
+    """One commit, phase by phase (each timed in `WriteStats.timings`)."""
 
     def __init__(self, index_dir: Path, config: PipelineConfig, embedder: Embedder, progress: Progress) -> None:
         self.index_dir = index_dir
@@ -121,8 +145,8 @@ class _Commit:
         self.config = config.model_copy(
             update={"dense": config.dense.model_copy(update={"backend": self.vector_store.config})}
         )
-        # A different dense backend (faiss type/parameters, chroma) alone is a change: the next
-        # generation rebuilds the dense index from the stored vectors, without embedding anything.
+        # A different dense backend (faiss type/parameters, chroma) alone is a change: the commit
+        # merges every segment into one written by the new backend, without embedding anything.
         self.backend_changed = stored_backend is not None and (
             build("vector_store", stored_backend, index_dir=index_dir, stored=stored_backend).identity()
             != self.vector_store.identity()
@@ -131,8 +155,9 @@ class _Commit:
         self.generation = self.current.generation + 1 if self.current else 1
         self.stats = WriteStats(generation=self.generation)
         self.new_dir = index_dir / generation_dir_name(self.generation)
-        self.writing = self.new_dir / STORE_FILE  # what is being written now: named if the disk fills up
-        self.sentences: SentenceWriter | None = None  # opened once the new generation's directory exists
+        self.segment_dirs: list[Path] = []  # segments this commit creates (removed if it fails)
+        self.writing = self.new_dir  # what is being written now: named if the disk fills up
+        self.sentences: SentenceWriter | None = None
 
     @contextmanager
     def _phase(self, name: str, shown: str | None = None) -> Iterator[None]:
@@ -150,12 +175,15 @@ class _Commit:
         chunker: Chunker,
         delete_ids: Iterable[str] | Callable[[], Iterable[str]],
     ) -> WriteStats:
-        current_view = self._view(self.current)
+        current_view = GenerationView.open(self.index_dir, self.current) if self.current is not None else None
         try:
             with self._phase("prepare"):
                 # Connect (and repair what a crashed writer left) before anything is embedded.
                 self.vector_store.prepare(current_view)
-            if self.new_dir.exists():  # an unpublished leftover of a crashed writer
+                # Leftovers of a crashed writer (unpublished generations and segments) go first.
+                if self.current is not None:
+                    remove_stale_generations(self.index_dir, self.current)
+            if self.new_dir.exists():
                 shutil.rmtree(self.new_dir)
             self.new_dir.mkdir(parents=True)
             try:
@@ -165,6 +193,8 @@ class _Commit:
                 if self.sentences is not None:
                     self.sentences.close()
                 shutil.rmtree(self.new_dir, ignore_errors=True)
+                for directory in self.segment_dirs:
+                    shutil.rmtree(directory, ignore_errors=True)
                 if _disk_full(exc):
                     serving = (
                         f"generation {self.current.generation}" if self.current else "nothing yet (no generation was published)"
@@ -183,11 +213,6 @@ class _Commit:
         self.stats.vectors_upserted = counts.get("vectors_upserted", 0)
         self.stats.vectors_deleted = counts.get("vectors_deleted", 0)
 
-    def _view(self, manifest: Manifest | None) -> GenerationView | None:
-        if manifest is None:
-            return None
-        return GenerationView.open(self.index_dir, self.index_dir / manifest.directory, manifest.generation)
-
     def _write(
         self,
         current_view: GenerationView | None,
@@ -195,24 +220,16 @@ class _Commit:
         chunker: Chunker,
         delete_ids: Iterable[str] | Callable[[], Iterable[str]],
     ) -> WriteStats:
-        stats, new_dir = self.stats, self.new_dir
-        if current_view is None:
-            store, old_hashes, old_vectors = ChunkStore.create(new_dir / STORE_FILE), {}, None
-        else:
-            shutil.copyfile(current_view.directory / STORE_FILE, new_dir / STORE_FILE)
-            store = ChunkStore.open(new_dir / STORE_FILE, readonly=False)
-            old_hashes = store.document_hashes()
-            old_vectors = current_view.vectors
-        # Embedding cache: every chunk text of the previous generation, before replacing any.
-        # The extractive generator's sentences, by chunk text hash (ragkit/indexes/sentences.py).
-        self.sentences = sentences = SentenceWriter(new_dir, current_view.directory if current_view else None)
-        encoder = _StreamingEncoder(
-            self.embedder, store.text_rows(), self.config.dense.embedder.batch_size, self.progress, sentences
-        )
+        stats = self.stats
+        lookup = current_view.store.rows_of_text_hashes if current_view is not None else None
+        encoder = _StreamingEncoder(self.embedder, lookup, self.config.dense.embedder.batch_size, self.progress)
+        # The new segment's sentences are written as its chunks are encoded.
+        segment_dir = self._new_segment_dir()
+        self.sentences = encoder.sentences = SentenceWriter(segment_dir)
 
         with self._phase("stream", "loading, chunking and embedding"):
-            incoming, doc_chunks, failed = self._stream(documents, chunker, old_hashes, encoder)
-            ids = delete_ids() if callable(delete_ids) else delete_ids
+            incoming, located, doc_chunks, failed = self._stream(current_view, documents, chunker, encoder)
+            ids = list(delete_ids() if callable(delete_ids) else delete_ids)
         with self._phase("embed_tail", "embedding"):
             encoder.finish()
         for doc_id, chunks in list(doc_chunks.items()):  # documents with a text the embedder refused
@@ -222,119 +239,243 @@ class _Commit:
                 failed[doc_id] = f"cannot be embedded ({'; '.join(sorted(reasons))})"
         stats.failures = [LoadFailure(path=doc_id, reason=reason) for doc_id, reason in failed.items()]
 
+        gone = [i for i in dict.fromkeys(ids) if i not in incoming]
+        if current_view is not None and gone:
+            located.update(current_view.store.locate_documents(gone))
         changed = [d for d in incoming.values() if d.id in doc_chunks]
-        deleted = sorted({i for i in ids if i in old_hashes and i not in incoming})
+        deleted = sorted(i for i in gone if i in located)
         stats.documents_unchanged = len(incoming) - len(changed) - len(failed)
-        stats.documents_updated = sum(d.id in old_hashes for d in changed)
+        stats.documents_updated = sum(d.id in located for d in changed)
         stats.documents_added = len(changed) - stats.documents_updated
         stats.documents_deleted = len(deleted)
         stats.texts_embedded = encoder.encoded
         if not changed and not deleted and not self.backend_changed:
-            store.close()
-            sentences.close()
-            shutil.rmtree(new_dir)
-            totals = (self.current.documents, self.current.chunks) if self.current else (0, 0)
-            stats.documents_total, stats.chunks_total = totals
+            self.sentences.close()
+            shutil.rmtree(self.new_dir)
+            shutil.rmtree(segment_dir)
+            self.segment_dirs.remove(segment_dir)
+            self.stats.documents_total = self.current.documents if self.current else 0
+            self.stats.chunks_total = self.current.chunks if self.current else 0
+            stats.segments = len(self.current.segments) if self.current else 0
             stats.generation = self.current.generation if self.current else 0
             self._store_stats()
             stats.timings = self.timings
             return stats
 
-        replaced = [d.id for d in changed if d.id in old_hashes] + deleted
-        refreshed = [d.id for d in changed if d.id in old_hashes]  # their metadata may have changed
-        with self._phase("store", "writing the store"):
-            stats.chunks_removed, kept_rows = store.remove_documents(replaced)
-            new_chunks = [c for d in changed for c in doc_chunks[d.id]]
-            del doc_chunks
-            stats.chunks_added = len(new_chunks)
-            all_vectors, stats.embedding_cache_hits = encoder.assemble(new_chunks, kept_rows, old_vectors)
-            del encoder
-            self.writing = new_dir / EMBEDDINGS_FILE
-            np.save(self.writing, all_vectors)
-            self.writing = new_dir / STORE_FILE
-            store.add_documents(changed)
-            store.add_chunks(enumerate(new_chunks, start=len(kept_rows)))
-            store.add_chunk_fields(start_row=len(kept_rows))  # from the stored rows: what filters see
-            store.commit()
-            del new_chunks, changed, incoming
-        with self._phase("sentences", "storing sentences"):
-            self.writing = new_dir / SENTENCES_FILE
-            sentences.finish(store.live_text_hashes())
-        new_view = GenerationView(self.index_dir, new_dir, self.generation, store)
-        try:
-            return self._index_and_publish(current_view, new_view, all_vectors, refreshed)
-        finally:
-            new_view.close()
+        sparse = self.sparse.writer(current_view)
+        entries: list[SegmentEntry] = []
+        with self._phase("deletes", "marking replaced chunks deleted"):
+            if current_view is not None:
+                replaced = [d.id for d in changed if d.id in located] + deleted
+                entries, stats.chunks_removed = self._carry_segments(current_view, replaced, located)
+        new_chunks = [c for d in changed for c in doc_chunks[d.id]]
+        del doc_chunks
+        stats.chunks_added = len(new_chunks)
+        if new_chunks or changed:
+            with self._phase("segment", "writing the new segment"):
+                entries.append(
+                    self._write_segment(segment_dir, changed, new_chunks, encoder, current_view, sparse)
+                )
+        else:
+            self.sentences.close()
+            shutil.rmtree(segment_dir)
+            self.segment_dirs.remove(segment_dir)
+        del encoder, new_chunks, changed, incoming
+        if self.backend_changed and entries:
+            from ragkit.indexes.merge import write_merged_segment
+
+            with self._phase("rebuild", "rewriting every segment for the new dense backend"):
+                views = _open_entries(self.index_dir, self.new_dir, entries)
+                try:
+                    target = self._new_segment_dir()
+                    entries = [write_merged_segment(views, target, self.vector_store, sparse)]
+                finally:
+                    for view in views:
+                        view.store.close()
+        return self._publish(current_view, entries, sparse)
+
+    def _new_segment_dir(self) -> Path:
+        directory = self.index_dir / SEGMENTS_DIR / segment_dir_name(next_segment_number(self.index_dir))
+        directory.mkdir(parents=True)
+        self.segment_dirs.append(directory)
+        return directory
 
     def _stream(
         self,
+        current: GenerationView | None,
         documents: Iterable[Document],
         chunker: Chunker,
-        old_hashes: dict[str, str],
         encoder: _StreamingEncoder,
-    ) -> tuple[dict[str, Document], dict[str, list[Chunk]], dict[str, str]]:
+    ) -> tuple[dict[str, Document], dict[str, tuple[int, int, str]], dict[str, list[Chunk]], dict[str, str]]:
         """Chunk each new or changed document as it arrives and queue its texts for encoding.
-        A later duplicate id replaces an earlier one (keeping the first one's place)."""
+        Documents are looked up in the index in batches (indexed queries, not a full scan). A
+        later duplicate id replaces an earlier one (keeping the first one's place)."""
         incoming: dict[str, Document] = {}
+        located: dict[str, tuple[int, int, str]] = {}  # id -> (segment, position, content hash) in the index
         doc_chunks: dict[str, list[Chunk]] = {}  # chunks of the new or changed documents
         failed: dict[str, str] = {}  # document id -> why it failed (it keeps its indexed version)
-        for document in documents:
-            incoming[document.id] = document
-            failed.pop(document.id, None)
-            try:
-                if old_hashes.get(document.id) == document_hash(document):
-                    doc_chunks.pop(document.id, None)
-                    continue
-                chunks = chunker.chunk(document)
-            except Exception as exc:  # one bad document fails alone, never the run
-                doc_chunks.pop(document.id, None)
-                failed[document.id] = f"cannot be chunked ({type(exc).__name__}: {exc})"
-                continue
-            doc_chunks[document.id] = chunks
-            encoder.add(chunks)
-        return incoming, doc_chunks, failed
+        batch: list[Document] = []
 
-    def _index_and_publish(
-        self, current_view: GenerationView | None, new_view: GenerationView, vectors: np.ndarray, refreshed: list[str]
-    ) -> WriteStats:
-        stats, new_dir = self.stats, self.new_dir
-        with self._phase("dense_index", "building the dense index"):
-            self.writing = new_dir
-            self.vector_store.write(new_view, vectors)
-        dim = int(vectors.shape[1])
-        del vectors
-        with self._phase("sparse_index", "building the sparse index"):
-            self.writing = new_dir / SPARSE_DIR
-            self.sparse.write(_ChunkTexts(new_view.store), new_dir / SPARSE_DIR)
-        self.writing = new_dir / PIPELINE_FILE
-        self.writing.write_text(self.config.to_yaml(), encoding="utf-8")
-        stats.documents_total = new_view.store.count_documents()
-        stats.chunks_total = new_view.store.count_chunks()
-        manifest = Manifest(
-            generation=self.generation,
-            directory=new_dir.name,
-            documents=stats.documents_total,
-            chunks=stats.chunks_total,
-            embedding_model=self.config.dense.embedder.model,
-            dim=dim,
-        )
-        with self._phase("before_publish"):
-            self.vector_store.before_publish(current_view, new_view, refreshed)
-        with self._phase("publish", "publishing"):
-            self.writing = self.index_dir / "CURRENT"
-            manifest = publish(self.index_dir, manifest)
-        stats.published = True
-        with self._phase("after_publish"):
-            try:
-                self.vector_store.after_publish(new_view)
-            except Exception as exc:  # published already: never fall into the rollback
-                log.warning(
-                    "vector store cleanup after publishing %s failed (%s); the next ingest reconciles", new_dir.name, exc
+        def flush() -> None:
+            if current is not None:
+                located.update(current.store.locate_documents([d.id for d in batch if d.id not in located]))
+            for document in batch:
+                incoming[document.id] = document
+                failed.pop(document.id, None)
+                try:
+                    found = located.get(document.id)
+                    if found is not None and found[2] == document_hash(document):
+                        doc_chunks.pop(document.id, None)
+                        continue
+                    chunks = chunker.chunk(document)
+                except Exception as exc:  # one bad document fails alone, never the run
+                    doc_chunks.pop(document.id, None)
+                    failed[document.id] = f"cannot be chunked ({type(exc).__name__}: {exc})"
+                    continue
+                doc_chunks[document.id] = chunks
+                encoder.add(chunks)
+            batch.clear()
+
+        for document in documents:
+            batch.append(document)
+            if len(batch) >= LOOKUP_BATCH:
+                flush()
+        flush()
+        return incoming, located, doc_chunks, failed
+
+    def _carry_segments(
+        self, current: GenerationView, replaced: list[str], located: dict[str, tuple[int, int, str]]
+    ) -> tuple[list[SegmentEntry], int]:
+        """The current segments for the new generation: deletion files carried over, extended
+        with the rows of `replaced` documents. A segment left with no live row is dropped."""
+        by_segment: dict[int, list[str]] = {}
+        for doc_id in replaced:
+            by_segment.setdefault(located[doc_id][0], []).append(doc_id)
+        assert self.current is not None
+        entries = []
+        removed = 0
+        for part, (segment, entry) in enumerate(zip(current.segments, self.current.segments)):
+            ids = by_segment.get(part)
+            if not ids:
+                if entry.deletes:  # unchanged: the same bitmap, now part of this generation too
+                    self.writing = self.new_dir / entry.deletes
+                    self.writing.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(current.directory / entry.deletes, self.writing)
+                entries.append(entry)
+                continue
+            deleted = segment.deleted.copy() if segment.deleted is not None else np.zeros(segment.chunks, dtype=bool)
+            deleted_docs = (
+                segment.deleted_documents.copy() if segment.deleted_documents is not None else np.zeros(segment.documents, dtype=bool)
+            )
+            rows = segment.store.rows_of_documents(ids)
+            removed += int(np.count_nonzero(~deleted[rows]))
+            deleted[rows] = True
+            deleted_docs[[located[i][1] for i in ids]] = True
+            if deleted.all() and deleted_docs.all():
+                continue  # nothing live is left: the segment leaves the index
+            name = deletes_file_name(entry.name)
+            self.writing = self.new_dir / name
+            write_deletes(self.writing, deleted, deleted_docs)
+            entries.append(
+                entry.model_copy(
+                    update={
+                        "deletes": name,
+                        "deleted_chunks": int(np.count_nonzero(deleted)),
+                        "deleted_documents": int(np.count_nonzero(deleted_docs)),
+                    }
                 )
+            )
+        return entries, removed
+
+    def _write_segment(
+        self,
+        directory: Path,
+        documents: list[Document],
+        chunks: list[Chunk],
+        encoder: _StreamingEncoder,
+        current: GenerationView | None,
+        sparse: SparseWriter,
+    ) -> SegmentEntry:
+        """The commit's new segment: store, vectors, dense index, BM25 postings, sentences."""
+        self.writing = directory / STORE_FILE
+        store = ChunkStore.create(directory / STORE_FILE)
+        try:
+            store.add_documents(documents)
+            store.add_chunks(enumerate(chunks))
+            store.add_chunk_fields(0)  # from the stored rows: what filters see
+            store.commit()
+            vectors, self.stats.embedding_cache_hits = encoder.assemble(chunks, current)
+            self.writing = directory / EMBEDDINGS_FILE
+            np.save(self.writing, vectors)
+            cached = encoder.cached_hashes()
+            if cached and current is not None:  # sentences of reused texts come along
+                source = SentenceIndex.open(s.directory for s in current.segments)
+                try:
+                    assert self.sentences is not None
+                    self.sentences.copy(source, cached)
+                finally:
+                    source.close()
+            assert self.sentences is not None
+            self.writing = directory
+            self.sentences.finish()
+            view = SegmentView(directory.name, directory, 0, len(chunks), len(documents), None, None, store)
+            self.vector_store.write_segment(view, vectors)
+            sparse.write_segment((c.text for c in chunks), directory)
+        finally:
+            store.close()
+        return finish_segment(directory, len(chunks), len(documents))
+
+    def _publish(self, current: GenerationView | None, entries: list[SegmentEntry], sparse: SparseWriter) -> WriteStats:
+        stats = self.stats
+        with self._phase("publish", "publishing"):
+            self.writing = self.new_dir / PIPELINE_FILE
+            self.writing.write_text(self.config.to_yaml(), encoding="utf-8")
+            self.writing = self.new_dir
+            sparse.finish(self.new_dir)
+            manifest = Manifest(
+                generation=self.generation,
+                directory=self.new_dir.name,
+                documents=sum(e.live_documents for e in entries),
+                chunks=sum(e.live_chunks for e in entries),
+                embedding_model=self.config.dense.embedder.model,
+                dim=self.embedder.dim,
+                segments=entries,
+            )
+            new_view = GenerationView.open(self.index_dir, manifest)
+            try:
+                self.vector_store.before_publish(current, new_view)
+                self.writing = self.index_dir / "CURRENT"
+                manifest = publish(self.index_dir, manifest)
+                stats.published = True
+                try:
+                    self.vector_store.after_publish(new_view)
+                except Exception as exc:  # published already: never fall into the rollback
+                    log.warning(
+                        "vector store cleanup after publishing %s failed (%s); the next ingest reconciles", self.new_dir.name, exc
+                    )
+            finally:
+                new_view.close()
+        stats.documents_total, stats.chunks_total = manifest.documents, manifest.chunks
+        stats.segments = len(manifest.segments)
         self._store_stats()
         stats.timings = self.timings
         remove_stale_generations(self.index_dir, manifest)
         return stats
+
+
+def finish_segment(directory: Path, chunks: int, documents: int) -> SegmentEntry:
+    """Record a fully written segment's file digests (segment.json) and flush it to disk."""
+    files = digest_files(directory, skip=(SEGMENT_FILE,))
+    entry = SegmentEntry(name=directory.name, chunks=chunks, documents=documents, files=files)
+    (directory / SEGMENT_FILE).write_text(entry.model_dump_json(indent=2), encoding="utf-8")
+    fsync_tree(directory)
+    return entry
+
+
+def _open_entries(index_dir: Path, generation_dir: Path, entries: list[SegmentEntry]) -> list[SegmentView]:
+    from ragkit.indexes.generation import open_segments
+
+    return open_segments(index_dir, generation_dir, entries)
 
 
 class DiskFull(IndexStoreError):
@@ -363,9 +504,10 @@ SYSTEMIC_FAILURES = 8
 class _StreamingEncoder:
     """Encodes new chunk texts in large blocks as they arrive; each distinct text once.
 
-    A text already in the previous generation (by content hash) is never encoded. Blocks are
-    `batch_size * BLOCK_BATCHES` texts: big enough that the embedder's length sorting within a
-    block leaves almost no padding, small enough that encoding starts while loading goes on.
+    A text the live index already holds (by content hash, looked up when its block is due) is
+    never encoded: its vector is copied. Blocks are `batch_size * BLOCK_BATCHES` texts: big
+    enough that the embedder's length sorting within a block leaves almost no padding, small
+    enough that encoding starts while loading goes on.
     """
 
     BLOCK_BATCHES = 32
@@ -373,44 +515,58 @@ class _StreamingEncoder:
     def __init__(
         self,
         embedder: Embedder,
-        cached_rows: dict[str, int],
+        lookup: Callable[[Sequence[str]], dict[str, int]] | None,
         batch_size: int,
         progress: Progress,
-        sentences: SentenceWriter | None = None,
     ) -> None:
         self.embedder = embedder
         self.progress = progress
-        self.sentences = sentences
+        self.lookup = lookup  # text hashes -> live global rows of the current generation holding them
+        self.sentences: SentenceWriter | None = None
         progress.counter(EMBEDDED, "chunks", total=0)
-        self.cached_rows = cached_rows
         self.block = max(1, batch_size * self.BLOCK_BATCHES)
+        self.seen: set[str] = set()  # text hashes queued, cached or encoded
+        self.cached_rows: dict[str, int] = {}  # text hash -> global row of the current generation
         self.fresh_rows: dict[str, int] = {}  # text hash -> row in the concatenated blocks
-        self.pending: list[str] = []  # texts whose hashes are in fresh_rows but not yet encoded
+        self.pending: list[str] = []  # new texts not yet looked up in the embedding cache
+        self.queued: list[str] = []  # looked up, not cached: to encode (in full blocks until the end)
         self.blocks: list[np.ndarray] = []
         self.encoded = 0
         self.failed: dict[str, str] = {}  # text hash -> why the embedder refused that text
 
     def add(self, chunks: list[Chunk]) -> None:
         """Queue the chunks' new texts; encode full blocks now."""
-        queued = len(self.pending)
         for c in chunks:
             h = text_hash(c.text)
-            if h not in self.cached_rows and h not in self.fresh_rows:
-                self.fresh_rows[h] = len(self.fresh_rows)
+            if h not in self.seen:
+                self.seen.add(h)
                 self.pending.append(c.text)
-        self.progress.add_total(EMBEDDED, len(self.pending) - queued)
-        while len(self.pending) >= self.block:
-            self._encode(self.pending[: self.block])
-            del self.pending[: self.block]
+        if len(self.pending) + len(self.queued) >= self.block:
+            self._flush()
 
     def finish(self) -> None:
         """Encode what is left."""
-        if self.pending:
-            self._encode(self.pending)
-            self.pending = []
+        self._flush(final=True)
         self.progress.finish(EMBEDDED)
 
+    def _flush(self, final: bool = False) -> None:
+        texts = self.pending
+        self.pending = []
+        if texts and self.lookup is not None:  # the embedding cache: one batch of indexed lookups
+            hashes = [text_hash(t) for t in texts]
+            found = self.lookup(hashes)
+            self.cached_rows.update(found)
+            texts = [t for t, h in zip(texts, hashes) if h not in found]
+        self.progress.add_total(EMBEDDED, len(texts))
+        self.queued.extend(texts)
+        while self.queued and (len(self.queued) >= self.block or final):
+            block = self.queued[: self.block]
+            del self.queued[: self.block]
+            self._encode(block)
+
     def _encode(self, texts: list[str]) -> None:
+        for t in texts:
+            self.fresh_rows[text_hash(t)] = len(self.fresh_rows)
         failed_before = len(self.failed)
         vectors = self._embed_isolating(texts, lambda n: self.progress.advance(EMBEDDED, n))
         if len(texts) >= SYSTEMIC_FAILURES and len(self.failed) - failed_before == len(texts):
@@ -449,48 +605,24 @@ class _StreamingEncoder:
             on_batch(len(texts) - reported)
         return vectors
 
-    def assemble(
-        self, chunks: list[Chunk], kept_rows: np.ndarray, old_vectors: np.ndarray | None
-    ) -> tuple[np.ndarray, int]:
-        """(kept old rows' vectors followed by `chunks`' vectors, how many came from the cache)."""
-        if self.blocks:
-            dim = self.blocks[0].shape[1]
-        elif old_vectors is not None:
-            dim = old_vectors.shape[1]
-        else:
-            dim = self.embedder.dim
-        n_kept = len(kept_rows)
-        out = np.empty((n_kept + len(chunks), dim), dtype=np.float32)
-        for begin in range(0, n_kept, 65536):  # blockwise from the memory map: no full copy
-            end = min(n_kept, begin + 65536)
-            out[begin:end] = old_vectors[kept_rows[begin:end]]  # type: ignore[index]
+    def cached_hashes(self) -> list[str]:
+        return list(self.cached_rows)
+
+    def assemble(self, chunks: list[Chunk], current: GenerationView | None) -> tuple[np.ndarray, int]:
+        """(`chunks`' vectors in order, how many came from the current generation's vectors)."""
+        dim = self.blocks[0].shape[1] if self.blocks else self.embedder.dim
+        out = np.empty((len(chunks), dim), dtype=np.float32)
         hashes = [text_hash(c.text) for c in chunks]
         fresh = np.array([self.fresh_rows.get(h, -1) for h in hashes], dtype=np.int64)
         cached = np.flatnonzero(fresh < 0)
         if cached.size:
+            assert current is not None
             rows = np.array([self.cached_rows[hashes[i]] for i in cached.tolist()], dtype=np.int64)
-            out[n_kept + cached] = old_vectors[rows]  # type: ignore[index]
+            out[cached] = current.vectors_at(rows)
         offset = 0
         for block in self.blocks:
             inside = np.flatnonzero((fresh >= offset) & (fresh < offset + len(block)))
-            out[n_kept + inside] = block[fresh[inside] - offset]
+            out[inside] = block[fresh[inside] - offset]
             offset += len(block)
         self.blocks = []
         return out, int(cached.size)
-
-
-class _ChunkTexts(Sequence[str]):
-    """The store's chunk texts in row order, read anew each time they are iterated."""
-
-    def __init__(self, store: ChunkStore) -> None:
-        self.store = store
-        self.n = store.count_chunks()
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[str]:
-        return self.store.iter_chunk_texts()
-
-    def __getitem__(self, i: Any) -> Any:
-        raise TypeError("chunk texts are iterated, not indexed")

@@ -40,7 +40,7 @@ from ragkit.indexes.layout import IndexStoreError
 if TYPE_CHECKING:
     from ragkit.indexes.chroma.reader import ChromaSearcher
     from ragkit.indexes.chroma.sync import ChromaSync
-    from ragkit.indexes.generation import GenerationView
+    from ragkit.indexes.generation import GenerationView, SegmentView
 
 CHROMA_AUTH_TOKEN_ENV = "CHROMA_AUTH_TOKEN"
 DEFAULT_DIR = "chroma"
@@ -197,11 +197,11 @@ class ChromaVectorStore:
         """Connect (failing fast, before anything is embedded) and repair a crashed writer's leftovers."""
         self._writer().reconcile(current)
 
-    def write(self, new: GenerationView, vectors: np.ndarray) -> None:
-        pass  # upserted from the generation's stored vectors in before_publish
+    def write_segment(self, segment: SegmentView, vectors: np.ndarray) -> None:
+        pass  # upserted from the segments' stored vectors in before_publish
 
-    def before_publish(self, current: GenerationView | None, new: GenerationView, refreshed_docs: list[str]) -> None:
-        self._writer().before_publish(current, new, refreshed_docs)
+    def before_publish(self, current: GenerationView | None, new: GenerationView) -> None:
+        self._writer().before_publish(current, new)
 
     def after_publish(self, new: GenerationView) -> None:
         self._writer().after_publish(new)
@@ -211,7 +211,7 @@ class ChromaVectorStore:
 
         return ChromaSearcher.open(self.config, generation)
 
-    def verify(self, generation: GenerationView, vectors: np.ndarray, sample: int) -> tuple[list[str], str]:
+    def verify(self, generation: GenerationView, sample: int) -> tuple[list[str], str]:
         from ragkit.indexes.chroma.verify import verify_collection
 
-        return verify_collection(self.config, generation, vectors, max(sample, 16))
+        return verify_collection(self.config, generation, max(sample, 16))

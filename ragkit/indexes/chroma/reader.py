@@ -31,8 +31,9 @@ class ChromaSearcher:
         self.config = config
         self.index_dir = generation.index_dir
         self.store = generation.store
-        self.vectors = generation.vectors
-        self.n = self.store.count_chunks()
+        self.generation = generation
+        self.n = generation.rows  # global rows (deleted ones are never found: chroma drops them)
+        self._dim = next((int(s.vectors.shape[1]) for s in generation.segments if s.chunks), 0)
 
     @classmethod
     def open(cls, config: ChromaConfig, generation: GenerationView) -> ChromaSearcher:
@@ -40,10 +41,10 @@ class ChromaSearcher:
         index = cls(collection, config, generation)
         with chroma_errors(config):
             count = collection.count()
-        if count < index.n:
+        if count < generation.store.count_chunks():
             raise ChromaBackendError(
                 f"chroma collection {config.collection!r} at {location(config, generation.index_dir)} holds "
-                f"{count} vectors but the index has {index.n} chunks; re-ingest to restore the missing ones "
+                f"{count} vectors but the index has {generation.store.count_chunks()} chunks; re-ingest to restore the missing ones "
                 "(no re-embedding)"
             )
         return index
@@ -56,7 +57,7 @@ class ChromaSearcher:
 
     @property
     def dim(self) -> int:
-        return int(self.vectors.shape[1])
+        return self._dim
 
     def describe(self) -> dict[str, Any]:
         hnsw = self.config.hnsw
@@ -120,7 +121,7 @@ class ChromaSearcher:
         if not rows.size:
             return rows, np.zeros(0, dtype=np.float32)
         rows = np.sort(rows)
-        scores = np.asarray(self.vectors[rows], dtype=np.float32) @ query
+        scores = np.asarray(self.generation.vectors_at(rows), dtype=np.float32) @ query
         order = np.lexsort((rows, -scores))[:k]  # by score, then row: deterministic ties
         return rows[order], scores[order].astype(np.float32)
 

@@ -73,7 +73,7 @@ class ChromaSync:
 
         def flush() -> None:
             if ids:
-                vectors = np.ascontiguousarray(generation.vectors[rows], dtype=np.float32)
+                vectors = np.ascontiguousarray(generation.vectors_at(rows), dtype=np.float32)
                 with chroma_errors(self.config):
                     self.collection.upsert(ids=list(ids), embeddings=vectors, metadatas=list(metadatas))
                 self.upserted += len(ids)
@@ -118,21 +118,29 @@ class ChromaSync:
         self._upsert(current, current.store.chunk_records(refresh))
         self.journal.unlink(missing_ok=True)
 
-    def before_publish(self, current: GenerationView | None, new: GenerationView, refresh_docs: list[str]) -> None:
+    def before_publish(self, current: GenerationView | None, new: GenerationView) -> None:
         """Upsert the new generation's chunks that the collection lacks for the published one, and
-        note which kept chunks of re-ingested documents need new metadata after publishing."""
+        note which chunks it holds already need new metadata after publishing (a re-ingested
+        document whose chunk kept its id, text and place but not its metadata)."""
         self.old_ids = set()
-        old_meta: dict[str, dict[str, Any]] = {}
         if self.same and current is not None:
             self.old_ids = current.store.chunk_ids()
-            old_meta = {i: m for _, i, m in current.store.chunk_records(current.store.chunk_ids_of_documents(refresh_docs))}
-        self._write_journal(refresh_docs)
         self.new_ids = new.store.chunk_ids()
-        self.stale_meta = [
-            i
-            for _, i, m in new.store.chunk_records(new.store.chunk_ids_of_documents(refresh_docs))
-            if i in old_meta and old_meta[i] != m
-        ]
+        # Rows of segments the current generation lacks (a commit's, or a merge's) that chroma
+        # already holds under the same id: their metadata may differ.
+        known = {s.name for s in current.segments} if current is not None else set()
+        fresh_ids = {
+            chunk_id
+            for segment in new.segments
+            if segment.name not in known
+            for row, chunk_id in segment.store.db.execute("SELECT row, id FROM chunks")
+            if segment.deleted is None or not segment.deleted[row]
+        }
+        kept = sorted(fresh_ids & self.old_ids)
+        old_meta = {i: m for _, i, m in current.store.chunk_records(kept)} if current is not None and kept else {}
+        self.stale_meta = [i for _, i, m in new.store.chunk_records(kept) if i in old_meta and old_meta[i] != m]
+        refresh_docs = sorted({c.doc_id for c in new.store.chunks_by_rows(new.store.rows_of_chunk_ids(self.stale_meta).tolist())})
+        self._write_journal(refresh_docs)
         self._upsert(new, new.store.chunk_records(self.new_ids - self.old_ids))
 
     def after_publish(self, new: GenerationView) -> None:

@@ -13,9 +13,7 @@ if TYPE_CHECKING:
     from ragkit.indexes.generation import GenerationView
 
 
-def verify_collection(
-    config: ChromaConfig, generation: GenerationView, vectors: np.ndarray, sample: int = 16
-) -> tuple[list[str], str]:
+def verify_collection(config: ChromaConfig, generation: GenerationView, sample: int = 16) -> tuple[list[str], str]:
     """(problems, summary): the collection holds exactly the generation's chunk ids, and sampled
     records carry exactly the stored vectors and the chunks' filterable metadata."""
     index_dir = generation.index_dir
@@ -33,7 +31,8 @@ def verify_collection(
             "(left by an interrupted ingest; the next ingest removes them)"
         )
     n = len(want)
-    rows = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(sample, n))}) if n else []
+    live = np.flatnonzero(generation.live())
+    rows = sorted({int(live[int(round(x))]) for x in np.linspace(0, n - 1, min(sample, n))}) if n else []
     records = {
         chunk_id: (row, meta)
         for row, chunk_id, meta in generation.store.chunk_records(generation.store.chunk_ids_at_rows(rows))
@@ -45,7 +44,7 @@ def verify_collection(
         metadatas: list[Any] = list(got["metadatas"] or [])
         for chunk_id, vector, meta in zip(got["ids"], embeddings, metadatas):
             row, want_meta = records[chunk_id]
-            if not np.array_equal(np.asarray(vector, dtype=np.float32), np.asarray(vectors[row])):
+            if not np.array_equal(np.asarray(vector, dtype=np.float32), generation.vectors_at([row])[0]):
                 problems.append(f"row {row}: chroma's vector for {chunk_id} differs from the stored embeddings")
             if dict(meta or {}) != want_meta:
                 problems.append(f"row {row}: chroma's metadata for {chunk_id} differs from the store")

@@ -28,7 +28,7 @@ class NumpyStoreConfig(ComponentConfig):
 
 @register("vector_store", "numpy-exact", NumpyStoreConfig)
 class NumpyStore:
-    """Exact search over a .npy copy of each generation's vectors (a demo plugin store)."""
+    """Exact search over a .npy copy of each segment's vectors (a demo plugin store)."""
 
     def __init__(self, config: NumpyStoreConfig, index_dir: Path | None = None, stored: Any = None) -> None:
         self.config = config
@@ -45,28 +45,31 @@ class NumpyStore:
     def prepare(self, current: Any) -> None:
         pass
 
-    def write(self, new: Any, vectors: np.ndarray) -> None:
-        np.save(new.directory / VECTORS, np.asarray(vectors, dtype=np.float32))
+    def write_segment(self, segment: Any, vectors: np.ndarray) -> None:
+        np.save(segment.directory / VECTORS, np.asarray(vectors, dtype=np.float32))
 
-    def before_publish(self, current: Any, new: Any, refreshed_docs: list[str]) -> None:
+    def before_publish(self, current: Any, new: Any) -> None:
         pass
 
     def after_publish(self, new: Any) -> None:
         pass
 
     def open(self, generation: Any) -> NumpySearcher:
-        return NumpySearcher(np.load(generation.directory / VECTORS), generation)
+        return NumpySearcher(generation)
 
-    def verify(self, generation: Any, vectors: np.ndarray, sample: int) -> tuple[list[str], str]:
-        mine = np.load(generation.directory / VECTORS)
-        problems = [] if np.array_equal(mine, vectors) else [f"{VECTORS} differs from the stored embeddings"]
-        return problems, f"{len(mine)} vectors in {VECTORS}, identical to the stored embeddings"
+    def verify(self, generation: Any, sample: int) -> tuple[list[str], str]:
+        problems = []
+        for segment in generation.segments:
+            if not np.array_equal(np.load(segment.directory / VECTORS), segment.vectors):
+                problems.append(f"{segment.name}/{VECTORS} differs from the stored embeddings")
+        return problems, f"{generation.rows} vectors in {VECTORS} files, identical to the stored embeddings"
 
 
 class NumpySearcher:
-    def __init__(self, vectors: np.ndarray, generation: Any) -> None:
-        self.vectors = vectors
+    def __init__(self, generation: Any) -> None:
         self.generation = generation
+        parts = [np.load(s.directory / VECTORS) for s in generation.segments]
+        self.vectors = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self.vectors)
@@ -82,13 +85,12 @@ class NumpySearcher:
         pass
 
     def search(self, queries: np.ndarray, k: int, flt: Any = None) -> list[tuple[np.ndarray, np.ndarray]]:
-        allowed = None if flt is None or flt.matches_all else self.generation.store.filter_mask(flt)
+        allowed = self.generation.live() if flt is None or flt.matches_all else self.generation.store.filter_mask(flt)
         results = []
         for query in np.asarray(queries, dtype=np.float32):
             scores = self.vectors @ query
             rows = np.arange(len(scores))
-            if allowed is not None:
-                rows, scores = rows[allowed], scores[allowed]
+            rows, scores = rows[allowed], scores[allowed]
             order = np.lexsort((rows, -scores))[:k]
             results.append((rows[order], scores[order]))
         return results
