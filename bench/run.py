@@ -2,6 +2,7 @@
 
     python bench/run.py            # 10K (real MiniLM ingest), 100K and 1M chunks: about an hour
     python bench/run.py --quick    # 500 chunks real ingest, 10K and 100K: a few minutes
+    python bench/run.py update ... # the incremental-update benchmark (bench/update.py, same options)
 
 Prints a table, saves bench/results/<mode>.json and rewrites this mode's section of
 docs/benchmarks.md. Each measurement runs in a fresh subprocess (bench/workers.py), so peak
@@ -251,6 +252,11 @@ def log(message: str) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["update"]:  # one commit on a big index, and 100 of them (issue 12)
+        import update  # bench/update.py: this script's directory is on sys.path
+
+        update.main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="500 real + 10K + 100K chunks (a few minutes)")
     parser.add_argument("--scales", help="comma-separated subset of the mode's scales, e.g. 10K,100K")

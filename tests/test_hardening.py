@@ -23,7 +23,7 @@ from ragkit import RAG
 from ragkit.config import PipelineConfig, parse_pipeline
 from ragkit.errors import TargetError
 from ragkit.indexes.filters import FilterError, MetadataFilter
-from ragkit.indexes.layout import IndexDamaged, read_current
+from ragkit.indexes.layout import SEGMENTS_DIR, IndexDamaged, read_current
 from ragkit.indexes.maintenance import match_documents, prune_candidates, verify_index
 from ragkit.protocols import Embedder
 from ragkit.redaction import redact
@@ -169,12 +169,14 @@ def flip_bit(path: Path, offset_fraction: float = 0.5) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncate store.sqlite", "flip store.sqlite", "flip dense.faiss",
-                                    "flip embeddings.npy", "flip bm25/data.npy", "flip pipeline.yaml"])
+                                    "flip embeddings.npy", "flip bm25/tf.npy", "flip pipeline.yaml"])
 def test_damage_is_detected_before_serving(damage: str, built: Path, tmp_path: Path) -> None:
     index = copy_index(built, tmp_path)
     current = read_current(index)
     action, name = damage.split()
-    target = index / current.directory / name
+    # the generation's own files, or those of the segment it added (generation 1 does not use it)
+    where = index / current.directory if name == "pipeline.yaml" else index / SEGMENTS_DIR / current.segments[-1].name
+    target = where / name
     if action == "truncate":
         target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
     else:

@@ -8,7 +8,7 @@ import pytest
 from paragraph_chunks import paragraphs
 
 from ragkit.config import PipelineConfig, parse_pipeline
-from ragkit.indexes.bm25 import BM25Index
+from ragkit.indexes.bm25 import BM25Writer
 from ragkit.indexes.embedder import SentenceTransformerEmbedder
 from ragkit.indexes.layout import IndexLocked, IndexStoreError, read_current, writer_lock
 from ragkit.indexes.snapshot import IndexSnapshot
@@ -54,8 +54,12 @@ DOCS = [
 ]
 
 
+def live_rows(snapshot):
+    return np.flatnonzero(snapshot.view.live()).tolist()
+
+
 def chunk_texts(snapshot):
-    return sorted(c.text for c in snapshot.store.chunks_by_rows(list(range(snapshot.store.count_chunks()))))
+    return sorted(c.text for c in snapshot.store.chunks_by_rows(live_rows(snapshot)))
 
 
 def test_build_then_reopen_without_embedding(write, tmp_path, embedder):
@@ -81,8 +85,8 @@ def test_reingesting_unchanged_documents_does_nothing(write, tmp_path):
 def test_changed_document_replaces_exactly_its_own_chunks(write, tmp_path, embedder):
     write(DOCS)
     before = IndexSnapshot.open(tmp_path)
-    old_vectors = {c.text: np.load(before.path / "embeddings.npy")[row]
-                   for row, c in enumerate(before.store.chunks_by_rows(list(range(4))))}
+    rows = live_rows(before)
+    old_vectors = {c.text: v for c, v in zip(before.store.chunks_by_rows(rows), before.view.vectors_at(rows))}
     changed = Document(id="a.md", source="a.md", text="Saturn has rings of ice.\n\nEnceladus has geysers.")
     stats = write([changed, DOCS[1]])
     assert (stats.documents_updated, stats.documents_unchanged, stats.documents_added) == (1, 1, 0)
@@ -96,11 +100,15 @@ def test_changed_document_replaces_exactly_its_own_chunks(write, tmp_path, embed
     assert texts == sorted(["Saturn has rings of ice.", "Enceladus has geysers.",
                             "Mars has Olympus Mons.", "Phobos and Deimos orbit Mars."])
     assert len(set(texts)) == len(texts)  # nothing duplicated
-    vectors = np.load(after.path / "embeddings.npy")
-    for row, chunk in enumerate(after.store.chunks_by_rows(list(range(4)))):
-        if chunk.text in old_vectors:  # kept rows moved, their vectors moved with them
-            np.testing.assert_array_equal(vectors[row], old_vectors[chunk.text])
-        np.testing.assert_allclose(vectors[row], after.dense.index.index.reconstruct(row), atol=1e-6)
+    rows = live_rows(after)
+    vectors = after.view.vectors_at(rows)
+    for row, chunk, vector in zip(rows, after.store.chunks_by_rows(rows), vectors):
+        if chunk.text in old_vectors:  # kept rows keep their vectors (they stay in their segment)
+            np.testing.assert_array_equal(vector, old_vectors[chunk.text])
+        [(found, scores)] = after.dense.search(vector[None, :], 1)  # the dense index holds the same vector
+        assert found.tolist() == [row] and scores[0] == pytest.approx(1.0, abs=1e-5)
+    # one new segment holds the new paragraph; the old chunks of a.md are deleted, not rewritten
+    assert [e.chunks for e in after.manifest.segments] == [4, 2] and after.manifest.segments[0].deleted_chunks == 2
     # the previous generation is kept for readers that opened it just before the swap
     assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-000001", "gen-000002"]
 
@@ -111,11 +119,13 @@ def test_failed_write_leaves_the_published_generation_intact(write, tmp_path, em
     def broken(*args, **kwargs):
         raise RuntimeError("index build crashed")
 
-    monkeypatch.setattr(BM25Index, "build", broken)
+    monkeypatch.setattr(BM25Writer, "write_segment", broken)
     with pytest.raises(RuntimeError, match="index build crashed"):
         write([Document(id="c.md", source="c.md", text="Jupiter has a Great Red Spot.")])
     assert read_current(tmp_path).generation == 1
     assert sorted(p.name for p in tmp_path.glob("gen-*")) == ["gen-000001"]
+    # the half-written segment is gone too
+    assert [p.name for p in (tmp_path / "segments").iterdir()] == [e.name for e in read_current(tmp_path).segments]
     assert chunk_texts(IndexSnapshot.open(tmp_path))[0] == "Mars has Olympus Mons."
 
 

@@ -22,10 +22,10 @@ import pytest
 from ragkit import RAG
 from ragkit.chunkers import make_chunker
 from ragkit.config import PipelineConfig
-from ragkit.indexes.bm25 import BM25Index
+from ragkit.indexes.bm25 import BM25Postings
 from ragkit.indexes.embedder import make_embedder
 from ragkit.indexes.faiss_dense import FaissDenseIndex
-from ragkit.indexes.layout import LOCK_FILE, read_current
+from ragkit.indexes.layout import LOCK_FILE, SEGMENTS_DIR, read_current
 from ragkit.indexes.maintenance import (
     ids_to_remove,
     index_status,
@@ -34,7 +34,8 @@ from ragkit.indexes.maintenance import (
     prune_candidates,
     verify_index,
 )
-from ragkit.indexes.store import STORE_FILE, ChunkStore
+from ragkit.indexes.snapshot import IndexSnapshot
+from ragkit.indexes.store import STORE_FILE
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.loaders import discover, load_file
 from ragkit.schema import LoadFailure, Trace
@@ -68,13 +69,13 @@ def make_rag(index: Path, embedder, config: PipelineConfig = CONFIG) -> RAG:  # 
 
 def store_rows(index: Path) -> tuple[dict[str, tuple[str, str]], list[tuple[int, str, str, int, int]]]:
     """(documents: id -> (source, text), chunks: (row, id, doc_id, start, end)) of the published generation."""
-    manifest = read_current(index)
-    store = ChunkStore.open(index / manifest.directory / STORE_FILE)
+    snapshot = IndexSnapshot.open(index)  # live rows of every segment (global rows)
     try:
-        docs = {i: (s, t) for i, s, t in store.db.execute("SELECT id, source, text FROM documents")}
-        chunks = list(store.db.execute('SELECT row, id, doc_id, start, "end" FROM chunks ORDER BY row'))
+        docs = {d.id: (d.source, d.text) for d in snapshot.store.documents()}
+        rows = np.flatnonzero(snapshot.view.live()).tolist()
+        chunks = [(row, c.id, c.doc_id, c.start, c.end) for row, c in zip(rows, snapshot.store.chunks_by_rows(rows))]
     finally:
-        store.close()
+        snapshot.close()
     return docs, chunks
 
 
@@ -321,9 +322,12 @@ def healthy_index(tmp_path_factory: pytest.TempPathFactory, embedder) -> Path:  
 
 
 def _damaged(healthy: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the healthy index and the directory of its (one) segment."""
     index = tmp_path / "idx"
     shutil.copytree(healthy, index)
-    return index, index / read_current(index).directory
+    manifest = read_current(index)
+    assert manifest is not None and len(manifest.segments) == 1
+    return index, index / SEGMENTS_DIR / manifest.segments[0].name
 
 
 def _swap_rows(array: np.ndarray, i: int, j: int) -> np.ndarray:
@@ -361,14 +365,17 @@ def test_verify_detects_damage(damage: str, healthy_index: Path, tmp_path: Path,
                        "FROM chunks WHERE row = 0")  # fmt: skip
         db.commit()
         db.close()
-    elif damage == "bm25-rows-swapped":
-        store = ChunkStore.open(gen / STORE_FILE)
-        texts = list(store.iter_chunk_texts())
-        store.close()
-        texts[0], texts[last] = texts[last], texts[0]
-        BM25Index.build([make_analyzer()(t) for t in texts]).save(gen / "bm25")
+    elif damage == "bm25-rows-swapped":  # well-formed postings, rows 0 and `last` exchanged
+        postings = BM25Postings.load(gen / "bm25", mmap=False)
+        rows = np.asarray(postings.rows).copy()
+        first, final = rows == 0, rows == last
+        rows[first], rows[final] = last, 0
+        lengths = _swap_rows(np.asarray(postings.lengths), 0, last)
+        np.save(gen / "bm25" / "rows.npy", rows)
+        np.save(gen / "bm25" / "lengths.npy", lengths)
     elif damage == "manifest-count":
-        for path in (index / "CURRENT", gen / "manifest.json"):
+        generation = index / read_current(index).directory  # type: ignore[union-attr]
+        for path in (index / "CURRENT", generation / "manifest.json"):
             manifest = json.loads(path.read_text())
             manifest["chunks"] += 1
             path.write_text(json.dumps(manifest))

@@ -100,7 +100,7 @@ class Vocabulary:
 
     Append-only across generations (a commit copies its predecessor's list and appends the terms
     it meets first), so a segment's term ids stay valid in every later generation. Terms are
-    `\w+` runs, never containing a newline.
+    word runs (`\\w+`), never containing a newline.
     """
 
     def __init__(self, terms: list[str]) -> None:

@@ -426,32 +426,45 @@ def building_segments(index_dir: Path) -> set[str]:
     return out
 
 
+# A writer that finds the lock held by a merge's short publish step waits this long for it
+# (instead of failing as it does when another ingest holds the lock).
+MERGE_STEP_WAIT_S = 120.0
+MERGE_HOLDER = "merge"
+
+
 @contextmanager
-def writer_lock(index_dir: Path, wait_s: float = 0.0) -> Iterator[None]:
+def writer_lock(index_dir: Path, wait_s: float = 0.0, purpose: str = "") -> Iterator[None]:
     """One writer per index. A second writer fails with the holder's PID, at once or after
-    waiting up to `wait_s` seconds for the lock (a background merge's short final step)."""
+    waiting up to `wait_s` seconds; a holder that is a merge (`purpose="merge"`: its reserve and
+    publish steps are short) is always waited for, up to MERGE_STEP_WAIT_S. The lock file holds
+    the holder's PID (and ` merge` for a merge)."""
     index_dir.mkdir(parents=True, exist_ok=True)
     path = index_dir / LOCK_FILE
     handle = open(path, "a+", encoding="utf-8")
     try:
-        deadline = time.monotonic() + wait_s
+        started = time.monotonic()
         while True:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
                 handle.seek(0)
-                holder = handle.read().strip() or "unknown"
+                holder = handle.read().strip()
+                merging = holder.endswith(f" {MERGE_HOLDER}")
+                waited = time.monotonic() - started
+                if waited < wait_s or (merging and waited < MERGE_STEP_WAIT_S) or not holder:
+                    # (an empty file: the holder is between taking the lock and writing its PID)
+                    if waited < max(wait_s, MERGE_STEP_WAIT_S):
+                        time.sleep(0.05)
+                        continue
+                what = "a merge of its segments is publishing" if merging else "another ingest is running"
                 raise IndexLocked(
-                    f"index {index_dir} is locked by PID {holder} (another ingest is running); "
+                    f"index {index_dir} is locked by PID {holder.split()[0] if holder else 'unknown'} ({what}); "
                     "wait for it to finish"
                 ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(str(os.getpid()))
+        handle.write(f"{os.getpid()} {purpose}" if purpose else str(os.getpid()))
         handle.flush()
         yield
     finally:

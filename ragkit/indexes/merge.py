@@ -43,6 +43,7 @@ from ragkit.indexes.layout import (
     EMBEDDINGS_FILE,
     MANIFEST_FILE,
     IndexLocked,
+    MERGE_HOLDER,
     IndexNeedsUpgrade,
     Manifest,
     SegmentEntry,
@@ -155,7 +156,7 @@ def merge_segments(index_dir: Path, names: Sequence[str], progress: Progress | N
     Building happens in between, without it. Returns what was done (`dropped` says why not)."""
     progress = progress or Progress("merge")
     index_dir = Path(index_dir)
-    with writer_lock(index_dir, wait_s=COMMIT_WAIT_S):
+    with writer_lock(index_dir, wait_s=COMMIT_WAIT_S, purpose=MERGE_HOLDER):
         manifest = require_current(index_dir)
         directory = reserve_segment(index_dir)
     result = MergeResult(merged=list(names), into=directory.name)
@@ -172,7 +173,7 @@ def merge_segments(index_dir: Path, names: Sequence[str], progress: Progress | N
             progress.set_phase(f"merging {len(parts)} segments ({sum(p.live_chunks for p in parts)} rows)")
             entry = write_merged_segment(parts, directory, vector_store, sparse_backend.writer(started))
             result.rows = entry.chunks
-            with writer_lock(index_dir, wait_s=COMMIT_WAIT_S):
+            with writer_lock(index_dir, wait_s=COMMIT_WAIT_S, purpose=MERGE_HOLDER):
                 published = _commit_merge(index_dir, manifest, parts, entry, vector_store)
         finally:
             started.close()

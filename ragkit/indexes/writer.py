@@ -57,7 +57,10 @@ from ragkit.schema import Chunk, Document, LoadFailure
 
 log = logging.getLogger(__name__)
 
-# Incoming documents are looked up in the index (by id) this many at a time.
+# Incoming documents are looked up in the index (by id) in batches that grow from the first to
+# the last size: the first documents reach the embedder at once (encoding overlaps loading), later
+# lookups are few and large.
+LOOKUP_BATCH_FIRST = 8
 LOOKUP_BATCH = 512
 
 
@@ -336,10 +339,12 @@ class _Commit:
                 encoder.add(chunks)
             batch.clear()
 
+        size = LOOKUP_BATCH_FIRST
         for document in documents:
             batch.append(document)
-            if len(batch) >= LOOKUP_BATCH:
+            if len(batch) >= size:
                 flush()
+                size = min(LOOKUP_BATCH, size * 2)
         flush()
         return incoming, located, doc_chunks, failed
 
