@@ -293,7 +293,9 @@ def public_dump(model: BaseModel) -> dict[str, Any]:
         if isinstance(value, SecretStr):
             return None
         if isinstance(value, BaseModel):
-            return {name: scrub(getattr(value, name)) for name in type(value).model_fields}
+            # The instance's own fields: a component registered after it was made (a plugin
+            # imported later) adds a field to its class that this instance does not hold.
+            return {name: scrub(v) for name, v in value.__dict__.items() if name in type(value).model_fields}
         if isinstance(value, dict):
             return {k: scrub(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):

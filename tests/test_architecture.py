@@ -10,7 +10,8 @@ from architecture import all_modules, imports_of
 from ragkit.components import BUILTIN_MODULES, STAGES, components
 
 # Data-flow order; a module may import its own layer and earlier ones only. `api` (the façade
-# over the stages) comes after them; evaluation, the CLI and the server drive pipelines through it.
+# over the stages) comes after them; evaluation and the server drive pipelines through it, and the
+# CLI, outermost, drives all of them (`ragkit serve` starts the server).
 LAYERS = [
     ("core", ("ragkit.schema", "ragkit.errors", "ragkit.redaction", "ragkit.progress", "ragkit.components",
               "ragkit.protocols", "ragkit.models", "ragkit.config")),
@@ -21,8 +22,8 @@ LAYERS = [
     ("generate", ("ragkit.generation",)),
     ("api", ("ragkit.api",)),
     ("evaluate", ("ragkit.eval",)),
-    ("cli", ("ragkit.cli",)),
     ("server", ("ragkit.server",)),
+    ("cli", ("ragkit.cli",)),
 ]  # fmt: skip
 
 

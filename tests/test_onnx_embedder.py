@@ -19,6 +19,7 @@ from ragkit.api import RAG
 from ragkit.config import PipelineConfig, SentenceTransformersEmbedderConfig, parse_pipeline
 from ragkit.indexes.embedder import SentenceTransformerEmbedder, make_embedder
 from ragkit.indexes.onnx_embedder import OnnxEmbedder
+from ragkit.indexes.sentences import encode_with_sentences
 from ragkit.schema import Document
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,22 @@ def test_same_vectors_as_sentence_transformers(reference, onnx):
     queries = np.stack([onnx.embed_query(t) for t in TEXTS])
     assert cosines(queries, want).min() >= 0.999
     assert onnx.dim == 384 and onnx.loaded
+
+
+def test_sentence_vectors_from_the_same_pass_equal_sentence_transformers(reference, onnx):
+    """The writer stores sentence vectors pooled from the token states of the chunk's forward
+    pass (ragkit/indexes/sentences.py): the ONNX graph gives the same token states as torch."""
+    texts = [*TEXTS, "  Leading spaces. Then a second sentence, and a third one here!  "]
+    got_vectors, got = encode_with_sentences(onnx, texts)
+    want_vectors, want = encode_with_sentences(reference, texts)
+    assert cosines(got_vectors, want_vectors).min() >= 0.999
+    for text in texts:
+        assert [s.start for s in got[text].spans] == [s.start for s in want[text].spans]
+        if not got[text].spans:
+            continue  # nothing quotable in this text
+        assert got[text].vectors is not None and want[text].vectors is not None
+        assert got[text].vectors.shape == want[text].vectors.shape
+        assert cosines(got[text].vectors, want[text].vectors).min() >= 0.999
 
 
 def test_progress_and_order(onnx):

@@ -105,12 +105,22 @@ def test_without_the_plugin_its_names_are_unknown(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def plugin_imported(plugin_dir: Path) -> Iterator[None]:
-    """The plugin imported into this process (registering it rebuilds the pipeline's unions)."""
+    """The plugin imported into this process (registering it rebuilds the pipeline's unions), and
+    unregistered afterwards: later test modules must not see its components (their module-level
+    configs were made without them). Restoring touches the registry's private state: tests only."""
+    from ragkit import components
+
+    saved = dict(components._registry)
     sys.path.insert(0, str(plugin_dir))
     import ragkit_demo_plugin  # noqa: F401
 
     yield
     sys.path.remove(str(plugin_dir))
+    with components._lock:
+        components._registry.clear()
+        components._registry.update(saved)
+    for listener in list(components._listeners):
+        listener()
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from server_support import CHROMEDRIVER, CHROMIUM, ROOT, copy_index, require_chr
 
 pytestmark = pytest.mark.slow
 
-VOYAGER = "When was Voyager 1 launched, and what did it find in 2012?"
+VOYAGER = "When was Voyager 1 launched?"
 WAIT_S = 60
 
 
@@ -84,7 +84,7 @@ def test_ask_streams_the_answer_and_a_citation_opens_the_passage_in_its_document
     # The streamed text shows before the final answer arrives: at least one delta was rendered.
     _wait(browser, lambda d: int(answer.get_attribute("data-deltas")) >= 1, "a streamed delta")
     _wait(browser, lambda d: answer.get_attribute("data-state") == "done", "the final answer")
-    assert "1977" in answer.text and "2012" in answer.text
+    assert "1977" in answer.text
     links = answer.find_elements(By.CSS_SELECTOR, "a.cite")
     assert links, "the [n] markers are links"
     sources = browser.find_elements(By.CSS_SELECTOR, "#sources li")

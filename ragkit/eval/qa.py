@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from ragkit.config import PipelineConfig
+from ragkit.errors import UserError
 from ragkit.eval.answers import containment, exact_match, is_abstention, strip_citations, token_f1
 from ragkit.eval.datasets import load_beir
 from ragkit.eval.metrics import DatasetError
@@ -337,6 +338,10 @@ def gate(evaluation: QAEvaluation, minimums: Mapping[str, float], maximums: Mapp
     return checks
 
 
+class BoundError(UserError, ValueError):
+    """A malformed --min/--max gate (CLI exit 2)."""
+
+
 def parse_bounds(values: Sequence[str], option: str) -> dict[str, float]:
     """`["containment=0.5", ...]` -> {"containment": 0.5}; errors name the option and the metric."""
     bounds: dict[str, float] = {}
@@ -344,13 +349,13 @@ def parse_bounds(values: Sequence[str], option: str) -> dict[str, float]:
         name, sep, number = value.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise ValueError(f"{option} {value!r}: expected METRIC=VALUE, e.g. {option} containment=0.5")
+            raise BoundError(f"{option} {value!r}: expected METRIC=VALUE, e.g. {option} containment=0.5")
         if not is_qa_metric(name):
-            raise ValueError(f"{option} {value!r}: unknown metric {name!r}; one of {sorted(QA_METRICS)}")
+            raise BoundError(f"{option} {value!r}: unknown metric {name!r}; one of {sorted(QA_METRICS)}")
         try:
             bounds[name] = float(number)
         except ValueError:
-            raise ValueError(f"{option} {value!r}: {number!r} is not a number") from None
+            raise BoundError(f"{option} {value!r}: {number!r} is not a number") from None
     return bounds
 
 

@@ -43,7 +43,7 @@ from ragkit.protocols import Embedder
 log = logging.getLogger(__name__)
 
 # Bump when the exported graph changes (inputs, outputs, pooling): old cache entries are ignored.
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2  # 2: token states as a second output (stored sentence vectors)
 OPSET = 17
 _SUPPORTED_MODULES = (
     "sentence_transformers.models.Transformer",
@@ -119,7 +119,8 @@ def export_fp32(spec: OnnxModelSpec, target: Path) -> None:
 
     class MeanPooled(torch.nn.Module):
         """The transformer's token states averaged over the attention mask (sentence-transformers'
-        Pooling with pooling_mode_mean_tokens)."""
+        Pooling with pooling_mode_mean_tokens), and the token states themselves (the writer pools
+        sentence vectors from them: ragkit/indexes/sentences.py)."""
 
         def __init__(self, model: Any) -> None:
             super().__init__()
@@ -130,7 +131,7 @@ def export_fp32(spec: OnnxModelSpec, target: Path) -> None:
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(states.dtype)
-            return (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9), states
 
     model = MeanPooled(AutoModel.from_pretrained(str(spec.directory), local_files_only=True)).eval()
     example = torch.ones(2, 8, dtype=torch.long)
@@ -148,10 +149,10 @@ def export_fp32(spec: OnnxModelSpec, target: Path) -> None:
                 str(partial),
                 dynamo=False,  # the TorchScript exporter: no onnxscript needed, dynamic axes as given
                 input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["sentence_embedding"],
+                output_names=["sentence_embedding", "token_embeddings"],
                 dynamic_axes={
                     "input_ids": axes, "attention_mask": axes, "token_type_ids": axes,
-                    "sentence_embedding": {0: "batch"},
+                    "sentence_embedding": {0: "batch"}, "token_embeddings": axes,
                 },  # fmt: skip
                 opset_version=OPSET,
             )
@@ -269,13 +270,22 @@ class OnnxEmbedder(Embedder):
                 )
         return self._sessions[threads]
 
-    def _run(self, texts: Sequence[str], session: Any) -> np.ndarray:
+    def _run(
+        self, texts: Sequence[str], session: Any, on_tokens: Callable[[int, np.ndarray, list[tuple[int, int]]], None] | None = None
+    ) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         types = np.array([e.type_ids for e in encodings], dtype=np.int64)
-        (vectors,) = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
-        vectors = np.asarray(vectors, dtype=np.float32)
+        outputs = ["sentence_embedding"] if on_tokens is None else ["sentence_embedding", "token_embeddings"]
+        found = session.run(outputs, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})
+        vectors = np.asarray(found[0], dtype=np.float32)
+        if on_tokens is not None:
+            states = np.asarray(found[1], dtype=np.float32)
+            for i, encoding in enumerate(encodings):
+                real = int(mask[i].sum())  # padded to the batch's longest text: keep the real tokens
+                # special tokens ([CLS], [SEP]) have empty offsets (0, 0)
+                on_tokens(i, states[i, :real], [(a, b) if b > a else (0, 0) for a, b in encoding.offsets[:real]])
         assert self._spec is not None
         if self.config.normalize or self._spec.normalizes:
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -312,6 +322,27 @@ class OnnxEmbedder(Embedder):
                 out[part] = self._run([texts[i] for i in part.tolist()], session)
             if on_batch is not None:
                 on_batch(len(rows))
+        return out
+
+    def embed_with_tokens(
+        self,
+        texts: Sequence[str],
+        on_tokens: Callable[[int, np.ndarray, list[tuple[int, int]]], None],
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """`embed(texts)`, also handing each text's token states and their character offsets to
+        `on_tokens(i, ...)` (the `Embedder` protocol), from the same forward pass."""
+        threads = self.config.threads or (os.cpu_count() or 1)
+        session = self._session(threads)
+        assert self._spec is not None
+        out = np.zeros((len(texts), self._spec.dim), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        batch = self.config.batch_size
+        for lo in range(0, len(texts), batch):
+            part = order[lo : lo + batch].tolist()
+            out[part] = self._run([texts[i] for i in part], session, lambda j, tokens, offsets: on_tokens(part[j], tokens, offsets))
+            if on_batch is not None:
+                on_batch(len(part))
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
