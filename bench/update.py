@@ -666,6 +666,8 @@ def _json_default(value: Any) -> Any:
         return sorted(value)
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
+    if hasattr(value, "model_dump"):  # pydantic results (e.g. RAG.optimize's MergeResult list)
+        return value.model_dump()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 

@@ -252,7 +252,9 @@ def test_vanished_jsonl_rows_are_removed_only_from_clean_files(tmp_path: Path, e
     (tmp_path / "r.jsonl").write_text("".join(json.dumps({"text": f"Row number {i} is here."}) + "\n" for i in range(4)))
     rag = make_rag(tmp_path / "idx", embedder)
     rag.ingest([tmp_path])
-    documents = [d for p in discover([tmp_path], CONFIG.loader).files for d in load_file(p, CONFIG.loader).documents]
+    discovered = discover([tmp_path], CONFIG.loader)
+    assert [s.path for s in discovered.skipped] == [str(tmp_path / "idx")]  # its own index is not content
+    documents = [d for p in discovered.files for d in load_file(p, CONFIG.loader).documents]
     source = str(tmp_path / "r.jsonl")
     assert ids_to_remove(tmp_path / "idx", documents[:2]) == [f"{source}#3", f"{source}#4"]
     failure = LoadFailure(path=f"{source}:3", reason="invalid JSON")
@@ -398,7 +400,7 @@ def test_status_verify_exit_code_on_a_damaged_index(healthy_index: Path, tmp_pat
     db.close()
     result = ragkit("status", "--index", str(index), "--verify", cwd=tmp_path, check=False)
     assert result.returncode == 1
-    assert "Verify: FAILED" in result.stdout and "FAIL store: chunk rows are not exactly" in result.stdout
+    assert "Verify: FAILED" in result.stdout and "FAIL store: seg-000001: chunk rows are not exactly" in result.stdout
     payload = json.loads(ragkit("status", "--index", str(index), "--verify", "--json", cwd=tmp_path, check=False).stdout)
     assert payload["verify"]["ok"] is False
 
@@ -423,9 +425,18 @@ def test_readers_answer_from_one_consistent_generation_during_commits(tmp_path: 
     writer.ingest([corpus], prune=True)
     generations: dict[int, set[str]] = {}
 
-    def record() -> None:
+    def record(written: int | None = None) -> None:
+        """The live chunk ids after a commit (under the commit's generation, and under the current
+        one if a background merge has published since: a merge changes no content)."""
         docs, chunks = store_rows(tmp_path / "idx")
-        generations[read_current(tmp_path / "idx").generation] = {c[1] for c in chunks}
+        ids = {c[1] for c in chunks}
+        generations[read_current(tmp_path / "idx").generation] = ids
+        if written is not None:
+            generations[written] = ids
+
+    def content_of(generation: int) -> set[str]:
+        # a generation published by a merge holds what the last commit before it held
+        return generations[max(g for g in generations if g <= generation)]
 
     record()
     reader = make_rag(tmp_path / "idx", embedder)
@@ -460,8 +471,10 @@ def test_readers_answer_from_one_consistent_generation_during_commits(tmp_path: 
     try:
         for v in range(1, 6):
             write_version(v)
-            assert writer.ingest([corpus], prune=True).index.published
-            record()
+            report = writer.ingest([corpus], prune=True)
+            assert report.index.published
+            writer.wait_for_merges()  # the next commit's content must not be recorded under a merge's number
+            record(report.index.generation)
             time.sleep(0.05)
     finally:
         done.set()
@@ -471,7 +484,7 @@ def test_readers_answer_from_one_consistent_generation_during_commits(tmp_path: 
     assert len(observations) >= 5
     for generation, chunk_ids in observations:
         # every hit of one query comes from the generation its snapshot opened
-        assert chunk_ids <= generations[generation], generation
+        assert chunk_ids <= content_of(generation), generation
     seen = {g for g, _ in observations}
     assert len(seen) >= 2, seen  # the readers did run across commits
     assert all(r.is_alive() is False for r in threads)

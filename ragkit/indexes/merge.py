@@ -7,7 +7,8 @@ segments, and every query searches each of them. Merges bound that, Lucene-style
   up to `floor_rows` is tier 0, then each tier `per_tier` times larger). A tier holding
   `per_tier` segments is merged into one, as long as the result stays under `max_merged_rows`,
   so an index has at most about `per_tier` segments per tier: O(per_tier * log(N)). A segment
-  whose deleted share exceeds `max_deleted_share` is rewritten alone, purging its deleted rows.
+  above tier 0 whose deleted share exceeds `max_deleted_share` is rewritten alone, purging its
+  deleted rows (small segments carry theirs until their tier merges).
 - **Building** (`write_merged_segment`): the live rows of the sources are copied into a new
   segment (SQLite copies the store rows, vectors are copied blockwise, BM25 postings are
   concatenated without re-analysis, sentences copied), and its dense index is built; nothing is
@@ -106,7 +107,13 @@ def plan_merges(entries: Sequence[SegmentEntry], policy: SegmentsConfig) -> list
             used.update(e.name for e in chosen)
             group = [e for e in group if e.name not in used]
     for entry in entries:
-        if entry.name not in used and entry.chunks and entry.deleted_chunks / entry.chunks > policy.max_deleted_share:
+        # Small segments (the lowest tier) carry their deletions until their tier merges: rewriting
+        # one for a deletion would publish a generation per commit on a small index.
+        if (
+            entry.name not in used
+            and entry.chunks > policy.floor_rows
+            and entry.deleted_chunks / entry.chunks > policy.max_deleted_share
+        ):
             plans.append([entry.name])
             used.add(entry.name)
     return plans

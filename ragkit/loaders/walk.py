@@ -192,6 +192,11 @@ class _Walker:
             return None
 
         if is_dir:
+            if _is_ragkit_index(entry.path):
+                # `ragkit ingest . --index idx` must not index its own index (segment.json, the
+                # pipeline...): a directory holding CURRENT and LOCK is one (ragkit/indexes/layout.py).
+                self.skipped.append(LoadFailure(path=source_of(display), reason="a ragkit index directory, not content"))
+                return None
             if real in parent.chain:
                 reason = f"symlink loop: it leads back to '{real}', which contains it; not followed"
                 self.fail(display, reason)
@@ -260,6 +265,10 @@ def _unique(failures: list[LoadFailure]) -> list[LoadFailure]:
             seen.add(key)
             out.append(failure)
     return out
+
+
+def _is_ragkit_index(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "CURRENT")) and os.path.isfile(os.path.join(path, "LOCK"))
 
 
 def discover(paths: Sequence[str | Path], config: LoaderConfig) -> Discovery:

@@ -87,6 +87,11 @@ class ChromaConfig(ComponentConfig):
     )
     batch_size: int | None = Field(None, gt=0, description="upsert batch; null: the client's max batch size")
     hnsw: ChromaHNSWConfig = Field(default_factory=ChromaHNSWConfig)
+    exact_threshold: int = Field(
+        50_000, ge=0,
+        description="queries with at most this many candidate chunks (live, passing the filter) are answered "
+        "exactly from the stored vectors, without chroma's approximate search (as faiss's exact_threshold)",
+    )
 
     @property
     def resolved_mode(self) -> Literal["embedded", "server"]:
