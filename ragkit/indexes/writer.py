@@ -433,9 +433,6 @@ class _StreamingEncoder:
 
         try:
             vectors, found = encode_with_sentences(self.embedder, texts, on_batch=counted)
-            if self.sentences is not None:  # written now: a block's sentence vectors are not kept
-                self.sentences.add({text_hash(text): data for text, data in found.items()})
-            return np.asarray(vectors, dtype=np.float32)
         except Exception as exc:
             if len(texts) == 1:
                 self.failed[text_hash(texts[0])] = f"{type(exc).__name__}: {exc}"
@@ -445,6 +442,12 @@ class _StreamingEncoder:
                 vectors = np.concatenate(
                     [self._embed_isolating(texts[:half], None), self._embed_isolating(texts[half:], None)]
                 )
+        else:
+            # Outside the `try`: a failure to store sentences (e.g. disk full) is the run's error,
+            # not a text the embedder refused (retrying halves would re-embed everything).
+            if self.sentences is not None:  # written now: a block's sentence vectors are not kept
+                self.sentences.add({text_hash(text): data for text, data in found.items()})
+            vectors = np.asarray(vectors, dtype=np.float32)
         if on_batch is not None and reported < len(texts):
             on_batch(len(texts) - reported)
         return vectors
