@@ -327,6 +327,8 @@ def test_ingest_progress_lines_and_interrupt(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "ragkit.cli", "ingest", str(docs), "--index", "idx"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # a shell's background job starts with SIGINT ignored, and children would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     lines: list[str] = []
     assert process.stderr is not None
