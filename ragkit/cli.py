@@ -538,13 +538,13 @@ def list_components(
 # --- serve / mcp (ragkit/server, the `serve` extra: imported only when these commands run) -------
 
 
-def _server_settings(**options: object):  # type: ignore[no-untyped-def]
+def _server_settings(**options: object):
     try:
         from ragkit.server import ServerConfigError, ServerSettings
     except ImportError as exc:
         fail(f"the server needs the `serve` extra: pip install 'ragkit[serve]' ({exc})")
     try:
-        settings = ServerSettings(**options)  # type: ignore[arg-type]
+        settings = ServerSettings(**options)
         settings.check()
     except (ServerConfigError, ValueError) as exc:
         fail(str(exc))

@@ -564,17 +564,18 @@ class FaissSearcher:
         allowed = None if flt is None or flt.matches_all else self.generation.store.filter_mask(flt)
         found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(len(queries))]
         for segment, index in self.parts:
+            mask: np.ndarray | None
             if allowed is not None:
                 mask = allowed[segment.base : segment.base + segment.chunks]
             else:
                 mask = None if segment.deleted is None else ~segment.deleted
             if mask is not None and mask.all():
                 mask = None
-            rows, scores = index.search_batch(queries, k, mask)
-            for q, (r, s) in enumerate(zip(rows, scores)):
+            segment_rows, segment_scores = index.search_batch(queries, k, mask)
+            for q, (r, s) in enumerate(zip(segment_rows, segment_scores)):
                 if r.size:
                     found[q].append((r.astype(np.int64) + segment.base, s))
-        out = []
+        out: list[tuple[np.ndarray, np.ndarray]] = []
         for parts in found:
             if not parts:
                 out.append((np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)))

@@ -93,7 +93,8 @@ def plan_merges(entries: Sequence[SegmentEntry], policy: SegmentsConfig) -> list
     for level in sorted(by_tier):
         group = sorted(by_tier[level], key=lambda e: e.live_chunks)
         while len(group) >= policy.per_tier:
-            chosen, total = [], 0
+            chosen: list[SegmentEntry] = []
+            total = 0
             for entry in group:
                 if len(chosen) == policy.per_tier:
                     break

@@ -714,7 +714,7 @@ class SegmentedStore:
                 "SELECT rowid, id, source, content_hash, text, metadata FROM documents ORDER BY rowid"
             ):
                 if deleted_docs is None or not deleted_docs[rowid - 1]:
-                    yield tuple(record)  # type: ignore[misc]
+                    yield tuple(record)
 
     def documents(self, ids: Sequence[str] | None = None) -> Iterator[Document]:
         if ids is None:

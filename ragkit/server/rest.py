@@ -108,7 +108,7 @@ INGEST_BODY = {
     }
 }
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "bad input (the `field` names it)"},
     409: {"description": "index locked by another writer, or incompatible"},
     422: {"description": "invalid request (the `field` names it)"},
