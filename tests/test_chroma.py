@@ -326,7 +326,21 @@ class CachedEmbedder(Embedder):
         if self.path.exists():
             with np.load(self.path) as saved:
                 self.vectors = dict(zip(saved["keys"].tolist(), saved["vectors"]))
-        self.model_id, self.dim, self.loaded = real.model_id, real.dim, True
+
+    @property
+    def model_id(self) -> str:
+        return self.real.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.real.dim
+
+    @property
+    def loaded(self) -> bool:
+        return True
+
+    def load(self) -> None:
+        pass
 
     def embed(self, texts, on_batch=None):  # type: ignore[no-untyped-def]
         keys = [text_hash(t) for t in texts]

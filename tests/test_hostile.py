@@ -28,7 +28,7 @@ from ragkit.config import PipelineConfig
 from ragkit.indexes.embedder import make_embedder
 from ragkit.indexes.layout import read_current
 from ragkit.indexes.maintenance import verify_index
-from ragkit.indexes.store import STORE_FILE, ChunkStore
+from ragkit.indexes.snapshot import IndexSnapshot
 
 pytestmark = pytest.mark.slow
 
@@ -143,12 +143,11 @@ def hostile(embedder):  # type: ignore[no-untyped-def]
 
 
 def _documents(index: Path) -> dict[str, str]:
-    manifest = read_current(index)
-    store = ChunkStore.open(index / manifest.directory / STORE_FILE)
+    snapshot = IndexSnapshot.open(index)  # the live documents of every segment
     try:
-        return dict(store.db.execute("SELECT id, text FROM documents"))
+        return {d.id: d.text for d in snapshot.store.documents()}
     finally:
-        store.close()
+        snapshot.close()
 
 
 def test_every_bad_file_is_reported_with_path_and_reason(hostile) -> None:  # type: ignore[no-untyped-def]

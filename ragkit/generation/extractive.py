@@ -205,6 +205,7 @@ class Candidate:
     support: float = 0.0
     typed: float = 0.0
     with_previous: bool = False
+    names_penalty: float = 0.0  # part of `support` lost for names its passage never mentions
 
 
 @dataclass
@@ -349,7 +350,8 @@ class ExtractiveGenerator:
         block_missing = {b: _missing_names(names, hits[b - 1].chunk) for b in {c.block for c in candidates}}
         for c in candidates:
             if c.support > -1.0:
-                c.support -= ENTITY_PENALTY * (len(block_missing[c.block]) / len(names) if names else 0.0)
+                c.names_penalty = ENTITY_PENALTY * (len(block_missing[c.block]) / len(names) if names else 0.0)
+                c.support -= c.names_penalty
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].support)
         decision.best = candidates[order[0]].support
         if kinds:
@@ -419,7 +421,7 @@ class ExtractiveGenerator:
         """The chunks holding the best near-miss sentences: related to the question, not answering it."""
         best: dict[int, float] = {}
         for c in decision.candidates:
-            best[c.block] = max(best.get(c.block, -1.0), c.support)
+            best[c.block] = max(best.get(c.block, -1.0), c.support + c.names_penalty)  # related, even if off-topic names
         related = []
         seen = set()
         for block in sorted(best, key=lambda b: -best[b]):

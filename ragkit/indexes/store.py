@@ -804,6 +804,13 @@ class SegmentedStore:
         wanted = sorted({int(r) for r in rows})
         return [c.id for c in self.chunks_by_rows(wanted)]
 
+    def iter_filterable_metadata(self) -> Iterator[tuple[int, dict[str, Scalar]]]:
+        """(global row, filterable fields) of every live chunk, by row."""
+        for store, base, _, deleted, _ in self.parts:
+            for row, fields in store.iter_filterable_metadata():
+                if deleted is None or not deleted[row]:
+                    yield base + row, fields
+
     def rows_of_chunk_ids(self, ids: Sequence[str]) -> np.ndarray:
         """Global rows of the live chunks with these ids (ids it does not hold are skipped)."""
         rows: list[int] = []
