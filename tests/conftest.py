@@ -35,3 +35,6 @@ from llama_support import data_index, llama_server  # noqa: E402, F401
 
 # Session fixture for the server tests (test_server_*.py): one read-only `ragkit serve` on data/.
 from server_support import served  # noqa: E402, F401
+
+# Session fixture for the pgvector tests: a real PostgreSQL 16 + pgvector on 127.0.0.1.
+from postgres_support import postgres  # noqa: E402, F401
