@@ -99,6 +99,7 @@ BUILTIN_MODULES = (
     "ragkit.indexes.embedder",
     "ragkit.indexes.faiss_dense",
     "ragkit.indexes.chroma",
+    "ragkit.indexes.pgvector",
     "ragkit.indexes.bm25",
     "ragkit.retrieval.convex",
     "ragkit.retrieval.rrf",
