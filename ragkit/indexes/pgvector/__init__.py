@@ -7,6 +7,11 @@ jsonb (GIN-indexed), so the shared `MetadataFilter` compiles to parameterised SQ
 A reader of generation g sees exactly the rows with `added_gen <= g AND (removed_gen IS NULL OR
 removed_gen > g)`: it is pinned to its generation whatever a writer does meanwhile.
 
+Rows are keyed by chunk id, not by segment (ragkit/indexes/layout.py): a merge renumbers the
+same live chunks into a new segment and changes nothing in the table, and a segment's deletion
+bitmap in generation G becomes `removed_gen = G` on its rows. Readers map the chunk ids found
+to their own generation's global rows through its chunk store.
+
 Sync by chunk id (never re-uploading a vector the table holds), one transaction per step:
 
 * `prepare` (before anything is embedded): connect, take the table's advisory lock (the writer
@@ -14,7 +19,8 @@ Sync by chunk id (never re-uploading a vector the table holds), one transaction 
   dies), and reconcile what a crashed writer left: rows it added for an unpublished generation
   are deleted, rows it marked removed are live again, and a table that does not hold exactly the
   published generation's chunk ids is repaired from the stored `embeddings.npy`.
-* `before_publish`: one transaction inserts the new generation's chunks the table lacks (COPY
+* `write_segment`: nothing (a merge writes its segment without the writer lock);
+* `before_publish` (the lock is taken here when `prepare` was not called: merges): one transaction inserts the new generation's chunks the table lacks (COPY
   of the stored vectors; a chunk re-added after a removal copies its old row's vector inside the
   server), marks the dropped ones `removed_gen = new`, and gives chunks whose metadata changed a
   new version (their vector copied inside the server). Readers of the published generation see
@@ -43,7 +49,7 @@ from ragkit.components import ComponentConfig, Strict, register
 from ragkit.indexes.layout import IndexStoreError
 
 if TYPE_CHECKING:
-    from ragkit.indexes.generation import GenerationView
+    from ragkit.indexes.generation import GenerationView, SegmentView
     from ragkit.indexes.pgvector.reader import PgvectorSearcher
     from ragkit.indexes.pgvector.sync import PgvectorSync
 
@@ -265,11 +271,14 @@ class PgvectorVectorStore:
         """Connect, take the writer lock and repair a crashed writer's leftovers (before anything is embedded)."""
         self._writer().prepare(current)
 
-    def write(self, new: GenerationView, vectors: np.ndarray) -> None:
-        pass  # inserted from the generation's stored vectors in before_publish, in one transaction
+    def write_segment(self, segment: SegmentView, vectors: np.ndarray) -> None:
+        # Nothing yet: a merge builds its segment without the writer lock (another writer may be
+        # reconciling the table meanwhile), so every row of a generation is written in
+        # before_publish, in one transaction, from the segments' stored vectors.
+        pass
 
-    def before_publish(self, current: GenerationView | None, new: GenerationView, refreshed_docs: list[str]) -> None:
-        self._writer().before_publish(current, new, refreshed_docs)
+    def before_publish(self, current: GenerationView | None, new: GenerationView) -> None:
+        self._writer().before_publish(current, new)
 
     def after_publish(self, new: GenerationView) -> None:
         self._writer().after_publish(new)
@@ -279,7 +288,7 @@ class PgvectorVectorStore:
 
         return PgvectorSearcher.open(self.config, generation)
 
-    def verify(self, generation: GenerationView, vectors: np.ndarray, sample: int) -> tuple[list[str], str]:
+    def verify(self, generation: GenerationView, sample: int) -> tuple[list[str], str]:
         from ragkit.indexes.pgvector.verify import verify_table
 
-        return verify_table(self.config, generation, vectors, max(sample, 16))
+        return verify_table(self.config, generation, max(sample, 16))

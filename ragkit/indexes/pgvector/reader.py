@@ -48,11 +48,13 @@ class PgvectorSearcher:
     def __init__(self, pool: ConnectionPool, config: PgvectorConfig, generation: GenerationView, vector_type: str) -> None:
         self.pool = pool
         self.config = config
+        self.view = generation
         self.generation = generation.generation
         self.index_dir = generation.index_dir
         self.store = generation.store
-        self.vectors = generation.vectors
-        self.n = self.store.count_chunks()
+        self.rows = generation.rows  # global rows, deleted ones included (len())
+        self.n = self.store.count_chunks()  # live chunks: what the table shows this generation
+        self._dim = int(generation.segments[0].vectors.shape[1]) if generation.segments else 0
         self.vector_type = vector_type
         self.sql = statements(config.model_copy(update={"vector_type": vector_type}))
         self.plans: Counter[str] = Counter()  # exact / hnsw / hnsw_short (redone exactly) / refetch
@@ -78,14 +80,16 @@ class PgvectorSearcher:
             pool.open(wait=True, timeout=float(config.connect_timeout))
         try:
             with pg_errors(config), pool.connection() as conn:
-                if not table_exists(conn, config):
+                if not table_exists(conn, config) and generation.store.count_chunks():
                     raise PgvectorBackendError(
                         f"table {qualified_table(config)} is missing at {location(config)}; re-ingest to rebuild it "
                         "from the stored vectors (no re-embedding)"
                     )
                 vector_type = table_structure(conn, config).get("vector_type", config.vector_type)
                 index = cls(pool, config, generation, vector_type)
-                (count,) = conn.execute(index.sql.q("SELECT count(*) FROM {t} WHERE {visible}"), {"g": index.generation}).fetchone()  # type: ignore[misc]
+                count = 0
+                if index.n:
+                    (count,) = conn.execute(index.sql.q("SELECT count(*) FROM {t} WHERE {visible}"), {"g": index.generation}).fetchone()  # type: ignore[misc]
             if count != index.n:
                 raise PgvectorBackendError(
                     f"table {qualified_table(config)} at {location(config)} holds {count} vectors of generation "
@@ -100,11 +104,11 @@ class PgvectorSearcher:
         self.pool.close()
 
     def __len__(self) -> int:
-        return self.n
+        return self.rows
 
     @property
     def dim(self) -> int:
-        return int(self.vectors.shape[1])
+        return self._dim
 
     def describe(self) -> dict[str, Any]:
         h, p = self.config.hnsw, self.config.planner
@@ -198,7 +202,8 @@ class PgvectorSearcher:
             if exact and len(ids) >= fetch and len(scores) >= k and fetch < (allowed or self.n):
                 # The server ranked by its (halfvec) distance: an uncandidated row can beat the
                 # k-th only if the k-th exact score is within rounding of the last candidate's.
-                last = float(np.asarray(self.vectors[self.store.rows_of_chunk_ids(ids[-1:])], dtype=np.float32) @ query) if ids else -np.inf
+                last_rows = self.store.rows_of_chunk_ids(ids[-1:])
+                last = float((self.view.vectors_at(last_rows) @ query).max()) if last_rows.size else -np.inf
                 if scores[k - 1] <= last + _SCORE_MARGIN.get(self.vector_type, 1e-3):
                     self.plans["refetch"] += 1
                     fetch *= 4
@@ -223,7 +228,7 @@ class PgvectorSearcher:
         if not rows.size:
             return rows, np.zeros(0, dtype=np.float32)
         rows = np.sort(rows)
-        scores = np.asarray(self.vectors[rows], dtype=np.float32) @ query
+        scores = self.view.vectors_at(rows) @ query
         order = np.lexsort((rows, -scores))  # by score, then row: deterministic ties
         return rows[order], scores[order].astype(np.float32)
 

@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def generation_dim(generation: GenerationView) -> int | None:
+    """The embeddings' dimension (None for a generation without segments)."""
+    return int(generation.segments[0].vectors.shape[1]) if generation.segments else None
+
+
 def lock_key(config: PgvectorConfig) -> int:
     """The advisory lock of a table: a signed 64-bit number from its qualified name."""
     digest = hashlib.sha256(f"ragkit:{qualified_table(config)}".encode()).digest()
@@ -106,24 +111,26 @@ class PgvectorSync:
                 self._create_and_fill(current, g)
                 self.repaired += current.store.count_chunks()
             else:
-                check_structure(conn, self.config, int(current.vectors.shape[1]))
+                check_structure(conn, self.config, generation_dim(current))
                 self._repair(current)
             self._create_indexes()
-            self._record(written=g, published=g, dim=int(current.vectors.shape[1]))
+            self._record(written=g, published=g, dim=generation_dim(current))
 
-    def before_publish(self, current: GenerationView | None, new: GenerationView, refreshed_docs: list[str]) -> None:
-        """One transaction: the new generation's rows, invisible to readers of the published one."""
+    def before_publish(self, current: GenerationView | None, new: GenerationView) -> None:
+        """One transaction: the new generation's rows, invisible to readers of the published one.
+        (A merge calls this without `prepare`: the lock is taken here then.)"""
         conn = self._connect()
-        G, dim = new.generation, int(new.vectors.shape[1])
+        G = new.generation
         with pg_errors(self.config), conn.transaction():
             if not self.same or current is None or not table_exists(conn, self.config):
                 self._check_owner()
                 conn.execute(self.sql.q("DROP TABLE IF EXISTS {t}"))
                 self._create_and_fill(new, G)
             else:
-                self._sync(current, new, refreshed_docs)
+                check_structure(conn, self.config, generation_dim(new))
+                self._sync(current, new)
             self._create_indexes()
-            self._record(written=G, published=None, dim=dim)
+            self._record(written=G, published=None, dim=generation_dim(new))
 
     def after_publish(self, new: GenerationView) -> None:
         """One transaction: mark `new` published; drop rows no readable generation can see."""
@@ -136,13 +143,13 @@ class PgvectorSync:
                     self.sql.q("DELETE FROM {t} WHERE removed_gen IS NOT NULL AND removed_gen < %(g)s"),
                     {"g": new.generation},
                 )
-                self._record(written=new.generation, published=new.generation, dim=int(new.vectors.shape[1]))
+                self._record(written=new.generation, published=new.generation, dim=generation_dim(new))
         finally:
             self.close()
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _record(self, written: int, published: int | None, dim: int) -> None:
+    def _record(self, written: int, published: int | None, dim: int | None) -> None:
         assert self.conn is not None
         self.conn.execute(
             self.sql.q(
@@ -153,7 +160,7 @@ class PgvectorSync:
                 "published_generation = COALESCE(EXCLUDED.published_generation, {state}.published_generation), "
                 "updated_at = now()"
             ),
-            {"table": self.config.table, "owner": self.owner, "dim": dim, "written": written, "published": published},
+            {"table": self.config.table, "owner": self.owner, "dim": dim or 0, "written": written, "published": published},
         )
 
     def _check_owner(self) -> None:
@@ -175,7 +182,10 @@ class PgvectorSync:
         """A new table holding `generation`'s chunks (tagged `tag`); indexes built after the load
         (much faster than inserting into a built HNSW graph)."""
         assert self.conn is not None
-        self.conn.execute(self.sql.create_table(int(generation.vectors.shape[1])))
+        dim = generation_dim(generation)
+        if dim is None:  # nothing was ever written: no dimension to create the column with
+            raise PgvectorBackendError(f"generation {generation.generation} has no segments: nothing to store in {qualified_table(self.config)}")
+        self.conn.execute(self.sql.create_table(dim))
         self._copy(generation, generation.store.chunk_records(), tag)
 
     def _create_indexes(self) -> None:
@@ -188,16 +198,16 @@ class PgvectorSync:
         """COPY (binary) rows for `records` (row, chunk id, metadata), vectors from the generation's
         stored embeddings, in batches read from the memory map."""
         from pgvector import HalfVector, Vector
+        from psycopg.types.json import Jsonb
 
         assert self.conn is not None
         make = HalfVector if self.config.vector_type == "halfvec" else Vector
         batch: list[tuple[int, str, dict[str, Any]]] = []
 
         def flush(copy: Any) -> None:
-            rows = np.fromiter((r for r, _, _ in batch), dtype=np.int64, count=len(batch))
-            vectors = np.asarray(generation.vectors[rows], dtype=np.float32)
+            vectors = generation.vectors_at([r for r, _, _ in batch])
             for (_, chunk_id, meta), vector in zip(batch, vectors):
-                copy.write_row((chunk_id, tag, make(vector), metadata_json(meta)))
+                copy.write_row((chunk_id, tag, make(vector), Jsonb(meta, dumps=metadata_json)))
             self.uploaded += len(batch)
             batch.clear()
 
@@ -241,18 +251,26 @@ class PgvectorSync:
         self._copy(current, current.store.chunk_records(missing), g)
         self.repaired += len(extra) + len(missing)
 
-    def _sync(self, current: GenerationView, new: GenerationView, refreshed_docs: list[str]) -> None:
-        """Rows for `new` (generation G) next to the published generation's."""
+    def _sync(self, current: GenerationView, new: GenerationView) -> None:
+        """Rows for `new` (generation G) next to the published generation's. Rows are keyed by
+        chunk id, not by segment: a merge (same live chunks, renumbered) changes nothing here."""
         assert self.conn is not None
         G = new.generation
         old_ids, new_ids = current.store.chunk_ids(), new.store.chunk_ids()
         dropped = sorted(old_ids - new_ids)
-        # Kept chunks of re-ingested documents whose metadata changed: a new version of each row.
-        old_meta = {i: m for _, i, m in current.store.chunk_records(current.store.chunk_ids_of_documents(refreshed_docs))}
-        restamped = [
-            (i, m) for _, i, m in new.store.chunk_records(new.store.chunk_ids_of_documents(refreshed_docs))
-            if i in old_meta and old_meta[i] != m
-        ]  # fmt: skip
+        # Chunks of segments new to this generation that the published one holds already (a
+        # re-ingested document whose chunk kept its id, or a merge's copy): a changed metadata
+        # gives the row a new version.
+        known = {s.name for s in current.segments}
+        fresh = {
+            chunk_id: meta
+            for segment in new.segments
+            if segment.name not in known
+            for row, chunk_id, meta in segment.store.chunk_records(None)
+            if segment.deleted is None or not segment.deleted[row]
+        }
+        kept = sorted(set(fresh) & old_ids)
+        restamped = [(i, fresh[i]) for _, i, m in current.store.chunk_records(kept) if fresh[i] != m] if kept else []
         retire = dropped + [i for i, _ in restamped]
         for begin in range(0, len(retire), self.config.batch_size):
             self.removed += self.conn.execute(

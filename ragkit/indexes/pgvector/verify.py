@@ -14,21 +14,19 @@ if TYPE_CHECKING:
     from ragkit.indexes.generation import GenerationView
 
 
-def verify_table(
-    config: PgvectorConfig, generation: GenerationView, vectors: np.ndarray, sample: int = 16
-) -> tuple[list[str], str]:
+def verify_table(config: PgvectorConfig, generation: GenerationView, sample: int = 16) -> tuple[list[str], str]:
     """(problems, summary): the rows visible at the generation are exactly its chunk ids, one
     version each; the vector column and the HNSW index are there; sampled rows carry the stored
     vector (exactly, or its float16 rounding for halfvec) and the chunk's filterable metadata."""
     conn = connect(config, "verify")
     try:
         with pg_errors(config):
-            return _verify(conn, config, generation, vectors, sample)
+            return _verify(conn, config, generation, sample)
     finally:
         conn.close()
 
 
-def _verify(conn: Any, config: PgvectorConfig, generation: GenerationView, vectors: np.ndarray, sample: int) -> tuple[list[str], str]:
+def _verify(conn: Any, config: PgvectorConfig, generation: GenerationView, sample: int) -> tuple[list[str], str]:
     where = f"{qualified_table(config)} ({location(config)})"
     if not table_exists(conn, config):
         return [f"table {where} is missing (the next ingest refills it from the stored vectors)"], ""
@@ -36,8 +34,9 @@ def _verify(conn: Any, config: PgvectorConfig, generation: GenerationView, vecto
     sql = statements(config.model_copy(update={"vector_type": structure.get("vector_type", config.vector_type)}))
     g = generation.generation
     problems = []
-    if structure.get("dim") != vectors.shape[1]:
-        problems.append(f"the vector column has dimension {structure.get('dim')}, the embeddings {vectors.shape[1]}")
+    dim = int(generation.segments[0].vectors.shape[1]) if generation.segments else None
+    if dim is not None and structure.get("dim") != dim:
+        problems.append(f"the vector column has dimension {structure.get('dim')}, the embeddings {dim}")
     if "m" not in structure:
         problems.append("the HNSW index is missing (the next ingest creates it)")
     counts = conn.execute(sql.q("SELECT chunk_id, count(*) FROM {t} WHERE {visible} GROUP BY chunk_id"), {"g": g}).fetchall()
@@ -55,7 +54,8 @@ def _verify(conn: Any, config: PgvectorConfig, generation: GenerationView, vecto
         sql.q("SELECT count(*) FROM {t} WHERE added_gen > %(g)s OR removed_gen > %(g)s"), {"g": g}
     ).fetchone()[0]
     n = len(want)
-    rows = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(sample, n))}) if n else []
+    live = np.flatnonzero(generation.live())
+    rows = sorted({int(live[int(round(x))]) for x in np.linspace(0, len(live) - 1, min(sample, len(live)))}) if len(live) else []
     records = {
         chunk_id: (row, meta)
         for row, chunk_id, meta in generation.store.chunk_records(generation.store.chunk_ids_at_rows(rows))
@@ -65,7 +65,7 @@ def _verify(conn: Any, config: PgvectorConfig, generation: GenerationView, vecto
         {"g": g, "ids": list(records)},
     ):
         row, want_meta = records[chunk_id]
-        stored = np.asarray(vectors[row], dtype=np.float32)
+        stored = generation.vectors_at([row])[0]
         if sql.vector_type == "halfvec":
             stored = stored.astype(np.float16).astype(np.float32)
         if not np.array_equal(np.asarray(embedding, dtype=np.float32), stored):
