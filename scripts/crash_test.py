@@ -442,7 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--dense-backend", default=None, help="the pipeline's dense.backend as JSON (e.g. pgvector)")
     args = parser.parse_args(argv)
+    pipeline = {**PIPELINE, **({"dense": {"backend": json.loads(args.dense_backend)}} if args.dense_backend else {})}
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
     log = (lambda *a: print(*a, file=sys.stderr, flush=True)) if args.json else print
@@ -451,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     corpus_dir, index_dir = workdir / "corpus", workdir / "index"
     started = time.monotonic()
-    config: PipelineConfig = parse_pipeline(PIPELINE)
-    (workdir / "pipeline.yaml").write_text(json.dumps(PIPELINE), encoding="utf-8")
+    config: PipelineConfig = parse_pipeline(pipeline)
+    (workdir / "pipeline.yaml").write_text(json.dumps(pipeline), encoding="utf-8")
     embedder = make_embedder(config.dense.embedder)
     embedder.load()
     oracle = Oracle(config)

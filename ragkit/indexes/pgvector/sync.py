@@ -88,6 +88,12 @@ class PgvectorSync:
             "one writer at a time; try again when it has finished"
         )
 
+    def __del__(self) -> None:
+        # The protocol has no "abandoned" step: a commit that publishes nothing (no change, or
+        # an error after `prepare`) just drops the store. Ending the session releases the lock.
+        if self.conn is not None and not self.conn.closed:
+            self.conn.close()
+
     def close(self) -> None:
         if self.conn is not None:
             try:
