@@ -197,3 +197,24 @@ def test_kill_9_of_the_writer_on_postgres(tmp_path: Path, pg_env: Any) -> None:
     assert result.returncode == 0, result.stderr[-5000:]
     assert summary["kills"] >= kills
     assert summary["outcomes"].get("old", 0) > 0 and summary["outcomes"].get("new", 0) > 0, summary["outcomes"]
+
+
+@pytest.mark.slow
+def test_demo_pipeline_against_a_local_server(tmp_path: Path, pg_env: Any) -> None:
+    """pipelines/pgvector.yaml as shipped (dsn null: libpq's PG* variables), through the CLI:
+    ingest data/, answer the demo question with a citation, `status --verify`."""
+    index = tmp_path / "index"
+    runner = CliRunner()
+    env = {"PGHOST": "127.0.0.1", "PGPORT": str(pg_env.port), "PGDATABASE": "ragkit", "PGUSER": "ragkit"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        ingest = runner.invoke(app, ["ingest", str(ROOT / "data"), "--index", str(index), "--pipeline", str(ROOT / "pipelines" / "pgvector.yaml")])
+        assert ingest.exit_code == 0, ingest.output
+        query = runner.invoke(app, ["query", "When was Voyager 1 launched?", "--index", str(index), "--json"])
+        assert query.exit_code == 0, query.output
+        answer = json.loads(query.output)
+        assert "1977" in answer["answer"] and answer["citations"], answer
+        status = runner.invoke(app, ["status", "--verify", "--index", str(index)])
+        assert status.exit_code == 0, status.output
+        assert "pgvector 127.0.0.1:" in status.output and "Verify: ok" in status.output
