@@ -43,7 +43,7 @@ from ragkit.indexes.writer import WriteStats, write_generation
 from ragkit.loaders import LoadedFile, discover, load_file, supported_extensions
 from ragkit.loaders.duplicates import Duplicate, DuplicateFilter
 from ragkit.progress import Progress
-from ragkit.protocols import ChatModel, Embedder, Fusion, Generated, QueryTransform, Reranker, SparseBackend
+from ragkit.protocols import ChatModel, Embedder, Fusion, Generated, IngestExecutor, QueryTransform, Reranker, SparseBackend
 from ragkit.retrieval.chat import CachedChatModel
 from ragkit.retrieval.fusion import make_fusion
 from ragkit.retrieval.rerank import make_reranker
@@ -226,11 +226,17 @@ class RAG:
     # --- ingest ---
 
     def ingest(
-        self, paths: Sequence[str | Path], progress: Progress | None = None, prune: bool = False
+        self,
+        paths: Sequence[str | Path],
+        progress: Progress | None = None,
+        prune: bool = False,
+        executor: IngestExecutor | None = None,
     ) -> IngestReport:
         """Load, chunk, embed and index `paths` (files or directories) into a new generation.
 
         Files that fail are reported in the result with their reason; the others are indexed.
+        `executor` (e.g. `ragkit.executors.ray_data.RayExecutor`) loads, chunks and embeds
+        elsewhere first; the commit is the same local single writer either way.
         Unchanged documents are skipped; changed ones replace their own chunks (rows that vanished
         from a re-loaded JSONL/CSV file are removed). With `prune`, documents whose file under one
         of `paths` no longer exists are removed too; a file that exists but failed is kept.
@@ -252,12 +258,18 @@ class RAG:
         files_ok = 0
         removed: list[str] = []
         duplicates = DuplicateFilter(found.files)  # same content from two paths: indexed once
+        chunker, embedder = make_chunker(self.config.chunker), self.embedder
+        loads: Iterable[LoadedFile] | None = None
+        if executor is not None:
+            progress.set_phase("loading, chunking and embedding on the executor")
+            prepared = executor.prepare(found.files, self.index_dir, self.config, chunker, embedder)
+            loads, chunker, embedder = prepared.loaded, prepared.chunker, prepared.embedder
 
         def loaded_documents() -> Iterator[Document]:
             # Files are parsed by background threads, in order, while the writer chunks and
             # encodes the documents already loaded (parsing overlaps encoding).
             nonlocal files_ok
-            for loaded in _load_ahead(found.files, self.config.loader):
+            for loaded in loads if loads is not None else _load_ahead(found.files, self.config.loader):
                 documents.extend(loaded.documents)
                 failures.extend(loaded.failures)
                 files_ok += bool(loaded.documents)
@@ -270,10 +282,9 @@ class RAG:
             removed.extend(ids_to_remove(self.index_dir, documents, failures, paths, prune))
             return removed + [d.source for d in duplicates.duplicates]  # indexed by an earlier ingest
 
-        chunker = make_chunker(self.config.chunker)
         with writer_lock(self.index_dir):
             stats = write_generation(
-                self.index_dir, self.config, loaded_documents(), chunker, self.embedder, progress, delete_ids=to_remove
+                self.index_dir, self.config, loaded_documents(), chunker, embedder, progress, delete_ids=to_remove
             )
         if stats.published:
             self.merges.request()

@@ -174,6 +174,12 @@ def ingest(
         bool, typer.Option("--prune", help="Also remove documents whose file under PATHS no longer exists.")
     ] = False,
     as_json: JsonOption = False,
+    executor: Annotated[
+        str, typer.Option("--executor", help="local, or ray: load, chunk and embed on Ray Data (ragkit[ray]).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="A Ray cluster (e.g. ray://host:10001, auto); none: a local one on 127.0.0.1.")
+    ] = None,
 ) -> None:
     """Load, chunk, embed and index PATHS. Unchanged files are skipped; failures are reported.
 
@@ -182,9 +188,18 @@ def ingest(
     130 interrupted (the index is unchanged)."""
     progress = Progress("ingest")
     with command_errors(as_json, index):
+        if executor not in ("local", "ray"):
+            raise UserError(f"--executor must be local or ray, not {executor!r}")
+        if ray_address and executor != "ray":
+            raise UserError("--ray-address applies to --executor ray")
+        runner = None
+        if executor == "ray":
+            from ragkit.executors.ray_data import RayExecutor
+
+            runner = RayExecutor(address=ray_address)
         rag = RAG(_pipeline_for(index, pipeline), index)
         with show_progress(progress, as_json):
-            report = rag.ingest(paths, progress=progress, prune=prune)
+            report = rag.ingest(paths, progress=progress, prune=prune, executor=runner)
     if as_json:
         print_json(_ingest_json(report, index))
     else:

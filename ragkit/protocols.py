@@ -154,6 +154,25 @@ class VectorStore(Protocol):
         ...
 
 
+@dataclass
+class PreparedIngest:
+    """What an ingest executor did before the commit: every file loaded (in `files` order), and
+    the chunker and embedder the single writer then uses (answering from what was computed)."""
+
+    loaded: list[Any]  # ragkit.loaders.LoadedFile, one per file, in order
+    chunker: Chunker
+    embedder: Embedder
+
+
+class IngestExecutor(Protocol):
+    """Where an ingest loads, chunks and embeds (e.g. a Ray cluster: ragkit/executors/). The
+    commit stays one local writer (`write_generation`) under the index's writer lock."""
+
+    def prepare(
+        self, files: Sequence[Path], index_dir: Path, config: Any, chunker: Chunker, embedder: Embedder
+    ) -> PreparedIngest: ...
+
+
 class SparseWriter(Protocol):
     """The sparse index's side of one commit or merge."""
 
