@@ -26,6 +26,7 @@ to 127.0.0.1 (node IP), no dashboard, usage statistics off; nothing is downloade
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
@@ -226,10 +227,12 @@ class RayExecutor:
                     include_dashboard=False,
                     _node_ip_address="127.0.0.1",  # every Ray service of this node on loopback
                     log_to_driver=False,
+                    logging_level=logging.WARNING,
                 )
             started = True
         context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
+        context.enable_progress_bars = False  # ragkit's own progress shows the phase
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # per-dataset INFO lines on stderr
         try:
             yield ray
         finally:
