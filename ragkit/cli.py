@@ -175,7 +175,7 @@ def ingest(
     ] = False,
     as_json: JsonOption = False,
     executor: Annotated[
-        str, typer.Option("--executor", help="local, or ray: load, chunk and embed on Ray Data (ragkit[ray]).")
+        str, typer.Option("--executor", help="local, or ray: load, chunk and embed on Ray Data (needs the ray extra).")
     ] = "local",
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="A Ray cluster (e.g. ray://host:10001, auto); none: a local one on 127.0.0.1.")
