@@ -20,6 +20,7 @@ LAYERS = [
     ("index", ("ragkit.indexes",)),
     ("retrieve", ("ragkit.retrieval",)),
     ("generate", ("ragkit.generation",)),
+    ("executors", ("ragkit.executors",)),  # where an ingest loads, chunks and embeds (Ray)
     ("api", ("ragkit.api",)),
     ("evaluate", ("ragkit.eval",)),
     ("server", ("ragkit.server",)),

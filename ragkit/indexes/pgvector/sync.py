@@ -26,7 +26,7 @@ from ragkit.indexes.pgvector.sql import metadata_json
 if TYPE_CHECKING:
     import psycopg
 
-    from ragkit.indexes.generation import GenerationView
+    from ragkit.indexes.generation import GenerationView, SegmentView
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,42 @@ def lock_key(config: PgvectorConfig) -> int:
     """The advisory lock of a table: a signed 64-bit number from its qualified name."""
     digest = hashlib.sha256(f"ragkit:{qualified_table(config)}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _ids_at_rows(segment: SegmentView, rows: list[int]) -> list[str]:
+    ids: list[str] = []
+    for begin in range(0, len(rows), 500):  # SQLite's bound-parameter limit
+        part = rows[begin : begin + 500]
+        marks = ",".join("?" * len(part))
+        ids += [i for (i,) in segment.store.db.execute(f"SELECT id FROM chunks WHERE row IN ({marks})", part)]
+    return ids
+
+
+def segment_changes(current: GenerationView, new: GenerationView) -> tuple[set[str], dict[str, tuple[int, dict[str, Any]]]]:
+    """(ids of chunks live in `current` but not at their place in `new`: rows newly deleted,
+    segments dropped or merged away; id -> (global row in `new`, metadata) of the live rows of
+    segments `current` does not have: a commit's new segment, a merge's output)."""
+    before = {s.name: s for s in current.segments}
+    after = {s.name: s for s in new.segments}
+    gone: set[str] = set()
+    for name, segment in before.items():
+        if name not in after:
+            gone.update(i for row, i in segment.store.db.execute("SELECT row, id FROM chunks")
+                        if segment.deleted is None or not segment.deleted[row])  # fmt: skip
+            continue
+        deleted_after = after[name].deleted
+        if deleted_after is None:
+            continue
+        deleted_before = segment.deleted if segment.deleted is not None else np.zeros(segment.chunks, dtype=bool)
+        gone.update(_ids_at_rows(segment, np.flatnonzero(deleted_after & ~deleted_before).tolist()))
+    fresh: dict[str, tuple[int, dict[str, Any]]] = {}
+    for segment in new.segments:
+        if segment.name in before:
+            continue
+        for row, chunk_id, meta in segment.store.chunk_records(None):
+            if segment.deleted is None or not segment.deleted[row]:
+                fresh[chunk_id] = (segment.base + row, meta)
+    return gone, fresh
 
 
 class PgvectorSync:
@@ -259,24 +295,17 @@ class PgvectorSync:
 
     def _sync(self, current: GenerationView, new: GenerationView) -> None:
         """Rows for `new` (generation G) next to the published generation's. Rows are keyed by
-        chunk id, not by segment: a merge (same live chunks, renumbered) changes nothing here."""
+        chunk id, not by segment: a merge (same live chunks, renumbered) changes nothing here.
+        Work is proportional to what changed (new segments, segments dropped, rows newly
+        deleted), never to the index: no full list of chunk ids is built."""
         assert self.conn is not None
         G = new.generation
-        old_ids, new_ids = current.store.chunk_ids(), new.store.chunk_ids()
-        dropped = sorted(old_ids - new_ids)
-        # Chunks of segments new to this generation that the published one holds already (a
-        # re-ingested document whose chunk kept its id, or a merge's copy): a changed metadata
-        # gives the row a new version.
-        known = {s.name for s in current.segments}
-        fresh = {
-            chunk_id: meta
-            for segment in new.segments
-            if segment.name not in known
-            for row, chunk_id, meta in segment.store.chunk_records(None)
-            if segment.deleted is None or not segment.deleted[row]
-        }
-        kept = sorted(set(fresh) & old_ids)
-        restamped = [(i, fresh[i]) for _, i, m in current.store.chunk_records(kept) if fresh[i] != m] if kept else []
+        gone, fresh = segment_changes(current, new)
+        # A chunk both gone and fresh kept its id: a merge moved it, or a re-ingested document
+        # kept its text. Only a changed metadata gives its row a new version.
+        kept = sorted(gone & fresh.keys())
+        restamped = [(i, fresh[i][1]) for _, i, m in current.store.chunk_records(kept) if fresh[i][1] != m] if kept else []
+        dropped = sorted(gone - fresh.keys())
         retire = dropped + [i for i, _ in restamped]
         for begin in range(0, len(retire), self.config.batch_size):
             self.removed += self.conn.execute(
@@ -285,8 +314,8 @@ class PgvectorSync:
             ).rowcount
         self.removed -= len(restamped)  # a new version is not a removal
         self._copy_inside(restamped, G, "t.removed_gen = %(G)s AND t.added_gen < %(G)s")
-        added = sorted(new_ids - old_ids)
-        records = {i: (r, m) for r, i, m in new.store.chunk_records(added)}
+        added = sorted(fresh.keys() - gone)
+        records = {i: fresh[i] for i in added}
         # A chunk removed earlier and now back (same id: same document, offsets and text, so the
         # same vector): copy its old row's vector inside the server instead of uploading it.
         reused = self._copy_inside([(i, records[i][1]) for i in added], G, "t.removed_gen IS NOT NULL")
