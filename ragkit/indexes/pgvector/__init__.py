@@ -20,7 +20,8 @@ Sync by chunk id (never re-uploading a vector the table holds), one transaction 
   are deleted, rows it marked removed are live again, and a table that does not hold exactly the
   published generation's chunk ids is repaired from the stored `embeddings.npy`.
 * `write_segment`: nothing (a merge writes its segment without the writer lock);
-* `before_publish` (the lock is taken here when `prepare` was not called: merges): one transaction inserts the new generation's chunks the table lacks (COPY
+* `before_publish` (the lock is taken here when `prepare` was not called: merges; its work is
+  proportional to the segments added or dropped and the rows newly deleted): one transaction inserts the new generation's chunks the table lacks (COPY
   of the stored vectors; a chunk re-added after a removal copies its old row's vector inside the
   server), marks the dropped ones `removed_gen = new`, and gives chunks whose metadata changed a
   new version (their vector copied inside the server). Readers of the published generation see
