@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -224,6 +225,8 @@ class RayExecutor:
             else:
                 ray.init(
                     num_cpus=self.num_cpus,
+                    # Workers import what the driver imports (plugins registered from its path).
+                    runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(_driver_paths())}},
                     include_dashboard=False,
                     _node_ip_address="127.0.0.1",  # every Ray service of this node on loopback
                     log_to_driver=False,
@@ -334,6 +337,22 @@ class RayExecutor:
         return vectors, sentences
 
 
+def _driver_paths() -> list[str]:
+    """Where the driver imports from: `sys.path`, plus the directories of top-level modules it
+    imported from elsewhere (a plugin loaded from a path no longer on `sys.path`), so a local
+    cluster's workers can unpickle every class the pipeline config holds."""
+    paths = [p for p in sys.path if p]
+    for name, module in list(sys.modules.items()):
+        location = getattr(module, "__file__", None)
+        if "." in name or not location:
+            continue
+        path = Path(location).parent
+        root = str(path.parent if Path(location).name == "__init__.py" else path)
+        if root not in paths:
+            paths.append(root)
+    return paths
+
+
 def _loopback_only() -> None:
     """Make a local Ray instance listen on 127.0.0.1 only.
 
@@ -343,8 +362,6 @@ def _loopback_only() -> None:
     when it treats the machine as a single-node platform (`ENABLE_RAY_CLUSTER`, switched by
     `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read when `ray` is imported and by every process it
     starts); then every server binds 127.0.0.1 (tests/test_ray_ingest.py checks the sockets)."""
-    import sys
-
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     constants = sys.modules.get("ray._private.ray_constants")
     if constants is not None:  # ray was imported before: its constant was read already
