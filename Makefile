@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 INDEX  ?= .ragkit-demo
-QUESTION ?= When was Voyager 1 launched, and what did it find in 2012?
+QUESTION ?= When was Voyager 1 launched?
 
 DOCS  ?= /usr/share/doc/python3/html
 DOCS_INDEX ?= .ragkit-docs
