@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the built-in components, for static typing; at run time: th
     from ragkit.indexes.faiss_dense import FaissConfig
     from ragkit.loaders.html import HtmlLoaderConfig
     from ragkit.loaders.tabular import CsvLoaderConfig, JsonlLoaderConfig
+    from ragkit.retrieval.adaptive import AdaptiveConfig
     from ragkit.retrieval.convex import ConvexConfig
     from ragkit.retrieval.cross_encoder import CrossEncoderRerankConfig
     from ragkit.retrieval.hyde import HydeConfig
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # the built-in components, for static typing; at run time: th
     EmbedderConfig: TypeAlias = SentenceTransformersEmbedderConfig
     VectorStoreConfig: TypeAlias = FaissConfig | ChromaConfig
     SparseConfig: TypeAlias = BM25Config
-    FusionConfig: TypeAlias = ConvexConfig | RRFConfig
+    FusionConfig: TypeAlias = AdaptiveConfig | ConvexConfig | RRFConfig
     QueryTransformConfig: TypeAlias = NoQueryTransformConfig | MultiQueryConfig | HydeConfig
     RerankConfig: TypeAlias = NoRerankConfig | CrossEncoderRerankConfig | LLMRerankConfig
     GeneratorConfig: TypeAlias = ExtractiveGeneratorConfig | OpenAIGeneratorConfig | LocalGeneratorConfig
@@ -425,6 +426,7 @@ _MOVED = {
     "BM25TokenizerConfig": "ragkit.indexes.tokenize",
     "RRFConfig": "ragkit.retrieval.rrf",
     "ConvexConfig": "ragkit.retrieval.convex",
+    "AdaptiveConfig": "ragkit.retrieval.adaptive",
     "NoRerankConfig": "ragkit.retrieval.rerank",
     "CrossEncoderRerankConfig": "ragkit.retrieval.cross_encoder",
     "LLMRerankConfig": "ragkit.retrieval.llm_rerank",
