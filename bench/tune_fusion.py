@@ -2,6 +2,9 @@
 
     python bench/tune_fusion.py ../shared/datasets/boolq-dev [--index DIR] [--out FILE]
 
+(The fixed-weight tuning behind the previous default, kept for reference; bench/fusion.py
+compares the methods on sets where either retriever wins and chose the current `adaptive`.)
+
 Protocol (no per-row tuning):
   1. Index the corpus with the default pipeline (same documents as `ragkit eval retrieval`)
      and retrieve 300 dense and 300 sparse candidates per judged query, once.
@@ -37,6 +40,7 @@ from ragkit.eval.datasets import load_beir  # noqa: E402
 from ragkit.eval.metrics import Qrels, Run, evaluate, evaluate_per_query  # noqa: E402
 from ragkit.eval.retrieval import _doc_run, beir_documents, select_queries  # noqa: E402
 from ragkit.retrieval.fusion import fuse  # noqa: E402
+from ragkit.schema import Trace  # noqa: E402
 
 DEPTH = 300
 METRIC = "ndcg@10"
@@ -124,8 +128,9 @@ def main() -> None:
     found_all = {}
     for begin in range(0, len(ids), 256):
         batch = ids[begin : begin + 256]
-        for q, found in zip(batch, retriever.candidates([dataset.queries[i] for i in batch], DEPTH, DEPTH)):
-            found_all[q] = found
+        results = retriever.search([dataset.queries[i] for i in batch], Trace(), top_k=1, depth=DEPTH)
+        for q, result in zip(batch, results):
+            found_all[q] = {name: result.rankings[name] for name in ("dense", "sparse")}
     print(f"retrieved candidates in {time.perf_counter() - t:.0f}s", file=sys.stderr)
     half = len(ids) // 2
     tune_ids, test_ids = ids[:half], ids[half:]

@@ -647,7 +647,7 @@ def eval_retrieval(
     as_json: JsonOption = False,
 ) -> None:
     """Index DATASET's corpus (cached), run its queries and print retrieval metrics."""
-    from ragkit.eval.retrieval import cache_dir_for, evaluate_retrieval
+    from ragkit.eval.retrieval import cache_dir_for, describe_weights, evaluate_retrieval
 
     progress = Progress("eval retrieval")
     with command_errors(as_json, index):
@@ -674,6 +674,8 @@ def eval_retrieval(
         table.add_row(variant, *(f"{values[m]:.4f}" for m in names))
     out.print(table)
     out.print(f"fusion: {fusion}", markup=False, highlight=False)
+    if result.fusion_weights:
+        out.print(f"fusion weights: {describe_weights(result.fusion_weights)}", markup=False, highlight=False)
     t = result.timings
     out.print(
         f"ingest {t['ingest_s']:.1f} s ({int(t['texts_embedded'])} texts embedded); "

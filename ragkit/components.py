@@ -103,6 +103,7 @@ BUILTIN_MODULES = (
     "ragkit.indexes.bm25",
     "ragkit.retrieval.convex",
     "ragkit.retrieval.rrf",
+    "ragkit.retrieval.adaptive",
     "ragkit.retrieval.transforms",
     "ragkit.retrieval.multi_query",
     "ragkit.retrieval.hyde",

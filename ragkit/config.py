@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the built-in components, for static typing; at run time: th
     from ragkit.indexes.faiss_dense import FaissConfig
     from ragkit.loaders.html import HtmlLoaderConfig
     from ragkit.loaders.tabular import CsvLoaderConfig, JsonlLoaderConfig
+    from ragkit.retrieval.adaptive import AdaptiveConfig
     from ragkit.retrieval.convex import ConvexConfig
     from ragkit.retrieval.cross_encoder import CrossEncoderRerankConfig
     from ragkit.retrieval.hyde import HydeConfig
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # the built-in components, for static typing; at run time: th
     EmbedderConfig: TypeAlias = SentenceTransformersEmbedderConfig
     VectorStoreConfig: TypeAlias = FaissConfig | ChromaConfig
     SparseConfig: TypeAlias = BM25Config
-    FusionConfig: TypeAlias = ConvexConfig | RRFConfig
+    FusionConfig: TypeAlias = AdaptiveConfig | ConvexConfig | RRFConfig
     QueryTransformConfig: TypeAlias = NoQueryTransformConfig | MultiQueryConfig | HydeConfig
     RerankConfig: TypeAlias = NoRerankConfig | CrossEncoderRerankConfig | LLMRerankConfig
     GeneratorConfig: TypeAlias = ExtractiveGeneratorConfig | OpenAIGeneratorConfig | LocalGeneratorConfig
@@ -137,11 +138,12 @@ class DenseConfig(Strict):
 class RetrievalConfig(Strict):
     dense_k: int = Field(50, gt=0, description="candidates taken from the dense index")
     sparse_k: int = Field(50, gt=0, description="candidates taken from the sparse index")
-    # Convex (0.75 dense / 0.25 sparse, min-max) tuned on boolq-dev: held-out nDCG@10 0.943 vs
-    # 0.909 for equal-weight RRF (docs/benchmarks.md). It relies on `merge_duplicates`: without it
-    # thousands of identical chunks tie the dense top-k, min-max rates them all 1 and they drown
-    # exact BM25 matches (tests/test_hostile.py).
-    fusion: FusionConfig = component_field("fusion", "convex")
+    # Adaptive: per-query weights from the top dense cosine, so the hybrid matches the better
+    # retriever whichever it is (dense on boolq-dev, BM25 on HaluEval QA and NarrativeQA), where
+    # the fixed convex 0.75/0.25 fell 0.02-0.05 nDCG@10 below BM25 (docs/benchmarks.md). It relies
+    # on `merge_duplicates`: thousands of identical chunks would otherwise tie the dense top-k
+    # (tests/test_hostile.py).
+    fusion: FusionConfig = component_field("fusion", "adaptive")
     # Transforms and the LLM reranker call the pipeline's chat model (the generator's LLM).
     query_transform: QueryTransformConfig = component_field("query_transform", "none")
     # No reranker by default: no cross-encoder ships offline, and a default that is never available
@@ -444,6 +446,7 @@ _MOVED = {
     "BM25TokenizerConfig": "ragkit.indexes.tokenize",
     "RRFConfig": "ragkit.retrieval.rrf",
     "ConvexConfig": "ragkit.retrieval.convex",
+    "AdaptiveConfig": "ragkit.retrieval.adaptive",
     "NoRerankConfig": "ragkit.retrieval.rerank",
     "CrossEncoderRerankConfig": "ragkit.retrieval.cross_encoder",
     "LLMRerankConfig": "ragkit.retrieval.llm_rerank",

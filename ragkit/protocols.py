@@ -233,6 +233,11 @@ class Fusion(Protocol):
 
     def fuse(self, rankings: Mapping[str, Ranking]) -> list[Fused]: ...
 
+    def weights(self, rankings: Mapping[str, Ranking]) -> dict[str, float]:
+        """The weight each retriever gets when fusing `rankings` (fixed for convex and rrf,
+        per query for adaptive), for reports."""
+        ...
+
     def describe(self) -> dict[str, Any]:
         """The method and its parameters (as used: fitted values included), for reports."""
         ...

@@ -49,10 +49,12 @@ def test_invalid_yaml_names_the_file(tmp_path):
 
 
 def test_omitted_component_name_takes_the_default():
-    config = parse_pipeline({"chunker": {"chunk_size": 120}, "retrieval": {"fusion": {"weights": {"dense": 0.5, "sparse": 0.5}}}})
+    config = parse_pipeline({"chunker": {"chunk_size": 120}, "retrieval": {"fusion": {"center": 0.4}}})
     assert config.chunker.name == "markdown" and config.chunker.chunk_size == 120
-    # the field's default (convex), never another component that happens to accept the keys (rrf)
-    assert config.retrieval.fusion.name == "convex" and config.retrieval.fusion.weights == {"dense": 0.5, "sparse": 0.5}
+    assert config.retrieval.fusion.name == "adaptive" and config.retrieval.fusion.center == 0.4
+    # the field's default (adaptive), never another component that happens to accept the keys (convex, rrf)
+    with pytest.raises(PipelineError, match="retrieval.fusion"):
+        parse_pipeline({"retrieval": {"fusion": {"weights": {"dense": 0.5, "sparse": 0.5}}}})
     with pytest.raises(PipelineError, match="retrieval.rerank"):  # the default reranker is none: no top_n
         parse_pipeline({"retrieval": {"rerank": {"top_n": 5}}})
 

@@ -70,7 +70,8 @@ def test_eval_retrieval_json_run_file_and_cache(dataset, tmp_path):
     assert second["timings"]["texts_embedded"] == 0
     # no reranker configured: no "+rerank" variant (it would only repeat "fused")
     assert set(second["variants"]) == {"sparse", "dense", "fused"}
-    assert second["fusion"] == {"method": "convex", "normalization": "minmax", "weights": {"dense": 0.75, "sparse": 0.25}}
+    assert second["fusion"]["method"] == "adaptive" and second["fusion"]["normalization"] == "zscore"
+    assert set(second["fusion_weights"]) == {"dense", "sparse"}
     assert "metrics" not in second and second["queries"] == 50
 
 

@@ -93,10 +93,11 @@ def test_pipeline_variants_deep_merge_overrides(tmp_path):
     base = load_pipeline(default)
     variant = _load_suite_pipeline(tmp_path, PipelineSpec(
         path=str(default), name="v",
-        override={"retrieval": {"fusion": {"weights": {"dense": 0.0}}, "rerank": {"name": "none"}, "top_k": 3}},
+        override={"retrieval": {"fusion": {"name": "convex", "weights": {"dense": 0.0}}, "rerank": {"name": "none"}, "top_k": 3}},
     ))
     assert variant.name == "v" and variant.retrieval.top_k == 3 and variant.retrieval.rerank.name == "none"
-    assert variant.retrieval.fusion.weights == {"dense": 0.0, "sparse": base.retrieval.fusion.weights["sparse"]}
+    # another component: its section replaces the file's (adaptive's settings mean nothing to convex)
+    assert variant.retrieval.fusion.name == "convex" and variant.retrieval.fusion.weights == {"dense": 0.0}
     assert variant.index_signature() == base.index_signature()  # untouched sections stay as in the file
     assert variant.generator == base.generator
     with pytest.raises(PipelineError, match=r"(?s)override for 'w'.*retrieval\.top_kk"):

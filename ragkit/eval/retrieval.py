@@ -57,6 +57,9 @@ class RetrievalEvaluation(BaseModel):
     variants: dict[str, dict[str, float]] | None = None
     main_variant: str = "fused"  # the variant the whole pipeline runs (`metrics`, the run file)
     fusion: dict[str, Any] = Field(default_factory=dict, description="the fusion method and its parameters, as used")
+    fusion_weights: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="each retriever's fusion weight over the queries: mean, p10, median, p90"
+    )
     warnings: list[str] = Field(default_factory=list)
 
     def to_json_dict(self) -> dict:
@@ -152,6 +155,7 @@ def evaluate_retrieval(
     runs: dict[str, dict[str, dict[str, float]]] = {name: {} for name in wanted}
     trace = Trace()
     per_query_ms: list[float] = []
+    weights: dict[str, list[float]] = {}
     progress.set_phase(f"running {len(query_ids)} queries ({', '.join(wanted)})")
     progress.counter(QUERIES, "queries", total=len(query_ids))
 
@@ -165,6 +169,9 @@ def evaluate_retrieval(
         for query_id, result in zip(batch, results):
             for name in wanted:
                 runs[name][query_id] = _doc_run(result.rankings[name], doc_of_row)
+            used = retriever.fusion.weights({r: result.rankings[r] for r in ("dense", "sparse")})
+            for retriever_name, weight in used.items():
+                weights.setdefault(retriever_name, []).append(weight)
         progress.advance(QUERIES, len(batch))
         per_query_ms.append((time.perf_counter() - batch_started) * 1000 / len(batch))
     progress.finish(QUERIES)
@@ -192,8 +199,28 @@ def evaluate_retrieval(
         timings=timings,
         variants=scored if compare else None,
         fusion=retriever.fusion.describe(),
+        fusion_weights={name: summarise_weights(values) for name, values in weights.items()},
         warnings=summarise_warnings(trace.warnings),
     )
+
+
+def summarise_weights(values: Sequence[float]) -> dict[str, float]:
+    """Mean and 10th/50th/90th percentiles of one retriever's per-query fusion weights."""
+    ordered = sorted(values)
+    at = lambda p: ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+    return {"mean": statistics.fmean(ordered), "p10": at(0.1), "median": at(0.5), "p90": at(0.9)}
+
+
+def describe_weights(summary: dict[str, dict[str, float]]) -> str:
+    """"dense 0.75, sparse 0.25 (every query)" or "dense median 0.71 (10-90%: 0.55-0.80), ..."."""
+    parts = []
+    fixed = all(s["p10"] == s["p90"] for s in summary.values())
+    for name, s in summary.items():
+        if fixed:
+            parts.append(f"{name} {s['median']:.2f}")
+        else:
+            parts.append(f"{name} median {s['median']:.2f} (10-90%: {s['p10']:.2f}-{s['p90']:.2f}, mean {s['mean']:.2f})")
+    return ", ".join(parts) + (" (every query)" if fixed else " per query")
 
 
 def summarise_warnings(warnings: Sequence[str]) -> list[str]:

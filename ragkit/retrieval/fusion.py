@@ -3,13 +3,16 @@
 Input: for each retriever name, its candidates as (row, score) best first. Output: `Fused`
 candidates best first, each remembering every retriever's 1-based rank and raw score.
 Ties in the fused score are broken by row so results are deterministic. The methods are
-components of their own (`rrf`, `convex`); `fuse(rankings, config)` runs the configured one.
+components of their own (`rrf`, `convex`, `adaptive`); `fuse(rankings, config)` runs the
+configured one. `normalized` is the score normalisation the score-based methods share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
 
 from ragkit.components import ComponentConfig, build
 from ragkit.protocols import Fused, Fusion, Ranking
@@ -18,7 +21,9 @@ from ragkit.schema import RetrieverScore
 if TYPE_CHECKING:
     from ragkit.config import FusionConfig
 
-__all__ = ["Fused", "Ranking", "collect", "fuse", "merge_duplicates", "ranked"]
+__all__ = ["Fused", "Normalization", "Ranking", "collect", "fuse", "merge_duplicates", "normalized", "ranked"]
+
+Normalization = Literal["minmax", "zscore"]
 
 
 def collect(rankings: Mapping[str, Ranking]) -> dict[int, Fused]:
@@ -34,6 +39,32 @@ def collect(rankings: Mapping[str, Ranking]) -> dict[int, Fused]:
 def ranked(fused: dict[int, Fused]) -> list[Fused]:
     """Best fused score first, ties by lower row."""
     return sorted(fused.values(), key=lambda f: (-f.score, f.row))
+
+
+def normalized(scores: np.ndarray, method: Normalization, window: int) -> np.ndarray:
+    """A ranked list's scores (best first) made comparable with another retriever's, all >= 0.
+
+    The statistics come from the first `window` scores only, so the same candidates get the same
+    values however deep the list goes (the pipeline fuses 50 candidates; `eval retrieval` 300);
+    candidates below the window's last score get 0, like candidates the retriever did not return.
+
+    - minmax: (s - low) / (top - low), low = the window's last score; top -> 1.
+    - zscore: (s - low) / std, the window's standard deviation: how many standard deviations a
+      candidate stands above the window's floor. Unlike min-max, a top hit far ahead of the rest
+      (a peaked list: a confident retriever) keeps its lead instead of being squeezed to 1.
+
+    A list whose window holds one score, or only equal scores, maps to all ones for both (every
+    candidate equally good: the only BM25 match of a rare term must not count as absent).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return scores
+    head = scores[: max(1, window)]
+    top, low = float(head.max()), float(head.min())
+    if top - low <= 1e-12 * max(1.0, abs(top)):
+        return np.where(scores >= low, 1.0, 0.0)
+    scale = top - low if method == "minmax" else float(head.std())
+    return np.clip((scores - low) / scale, 0.0, None)
 
 
 def merge_duplicates(rankings: Mapping[str, Ranking], key_of_row: Mapping[int, str]) -> dict[str, Ranking]:

@@ -40,5 +40,8 @@ class RRFFusion:
     def fuse(self, rankings: Mapping[str, Ranking]) -> list[Fused]:
         return reciprocal_rank_fusion(rankings, k=self.config.k, weights=self.config.weights)
 
+    def weights(self, rankings: Mapping[str, Ranking]) -> dict[str, float]:
+        return {name: float(self.config.weights.get(name, 1.0)) for name in rankings}  # type: ignore[call-overload]
+
     def describe(self) -> dict[str, Any]:
         return {"method": "rrf", "k": self.config.k, "weights": dict(self.config.weights)}

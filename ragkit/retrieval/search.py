@@ -104,11 +104,12 @@ class Retriever:
         dense_k = depth or self.config.dense_k
         sparse_k = depth or self.config.sparse_k
         plain = [QueryVariant.plain(q) for q in questions]
+        fused_lists: dict[str, list[Fused]] = {}  # keeps each retriever's rank and score for the hits
         for result, (dense, sparse, fused) in zip(results, self._search_variants(plain, dense_k, sparse_k, flt, allowed, trace)):
             result.rankings.update(dense=dense, sparse=sparse, fused=[(f.row, f.score) for f in fused])
+            fused_lists[result.question] = fused
             if not sparse and len(questions) == 1:
                 trace.warn("sparse retrieval matched no chunk (no query term occurs in the index)")
-        fused_lists = {r.question: _as_fused(r.rankings) for r in results}
         final = {r.question: "fused" for r in results}
         if self.transformed:
             for result, transformed in zip(results, self._transform(questions, fused_lists, dense_k, sparse_k, flt, allowed, trace)):

@@ -17,7 +17,7 @@ error naming the field):
       - ../pipelines/default.yaml
       - path: ../pipelines/default.yaml  # a variant: the file, with some settings overridden
         name: bm25-only
-        override: {retrieval: {fusion: {weights: {dense: 0.0}}, rerank: {name: none}}}
+        override: {retrieval: {fusion: {name: convex, weights: {dense: 0.0, sparse: 1.0}}, rerank: {name: none}}}
     metrics: [hit_rate@5, mrr@10, faithfulness, token_f1, abstention_accuracy]
     thresholds:
       - {metric: hit_rate@5, min: 0.8}                       # every dataset x pipeline
