@@ -346,23 +346,7 @@ class BM25Index:
         docs, contrib = self._gather(cols, counts)
         if docs.size == 0:
             return _empty_hits()
-        if docs.size * _DENSE_FACTOR >= self.n_docs:
-            # Many postings: dense accumulation over all documents is O(n_docs) but sort-free.
-            scores = np.bincount(docs, weights=contrib, minlength=self.n_docs)
-            hit = np.zeros(self.n_docs, dtype=bool)
-            hit[docs] = True
-            if allowed is not None:
-                hit &= allowed
-            cand = np.flatnonzero(hit)
-            return cand, scores[cand]
-        # Few postings: sort them instead of touching all n_docs. bincount adds in the same
-        # (posting) order as above, so both branches give identical sums.
-        cand, inverse = np.unique(docs, return_inverse=True)
-        scores = np.bincount(inverse, weights=contrib)
-        if allowed is not None:
-            keep = allowed[cand]
-            cand, scores = cand[keep], scores[keep]
-        return cand, scores
+        return self._accumulate(docs, contrib, allowed)
 
     def _top_hits(
         self, cols: np.ndarray, counts: np.ndarray, allowed: np.ndarray | None, k: int
@@ -414,8 +398,9 @@ class BM25Index:
     def _accumulate(
         self, docs: np.ndarray, contrib: np.ndarray, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`_hits` from already gathered postings."""
+        """Sum gathered postings per document: the allowed documents hit and their scores."""
         if docs.size * _DENSE_FACTOR >= self.n_docs:
+            # Many postings: dense accumulation over all documents is O(n_docs) but sort-free.
             scores = np.bincount(docs, weights=contrib, minlength=self.n_docs)
             hit = np.zeros(self.n_docs, dtype=bool)
             hit[docs] = True
@@ -423,6 +408,8 @@ class BM25Index:
                 hit &= allowed
             cand = np.flatnonzero(hit)
             return cand, scores[cand]
+        # Few postings: sort them instead of touching all n_docs. bincount adds in the same
+        # (posting) order as above, so both branches give identical sums.
         cand, inverse = np.unique(docs, return_inverse=True)
         scores = np.bincount(inverse, weights=contrib)
         if allowed is not None:
