@@ -38,7 +38,7 @@ def test_sse_carries_the_llm_answer_token_by_token(llm_served):
     assert len(deltas) >= 3, deltas  # generated pieces, not one block
     kind, answer = events[-1]
     assert kind == "answer" and answer["answer"].strip()
-    assert set(answer) == {"answer", "citations", "hits", "trace"}
+    assert set(answer) == {"answer", "citations", "related", "hits", "trace"}
     assert answer["trace"]["stages"]["generate"]["ms"] > 0
 
 

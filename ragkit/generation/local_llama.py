@@ -131,6 +131,10 @@ class LlamaChat:
         self.load()
         with self._run_lock:
             try:
+                # A fresh context for every answer: reusing the previous prompt's evaluated prefix
+                # changes the numerics enough to change greedy output (measured: "was launched" vs
+                # "launched" for the same question), and the same question must give the same answer.
+                self._llama.reset()
                 completion = self._llama.create_chat_completion(messages=messages, **self._settings(overrides))
             except ValueError as exc:  # e.g. "Requested tokens (5000) exceed context window of 4096"
                 raise self._error(exc) from None
@@ -149,6 +153,7 @@ class LlamaChat:
         finish_reason: str | None = None
         with self._run_lock:
             try:
+                self._llama.reset()  # as in `complete`: the same question, the same answer
                 chunks = self._llama.create_chat_completion(messages=messages, stream=True, **settings)
                 for chunk in chunks:
                     for choice in chunk["choices"]:
