@@ -39,7 +39,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -59,6 +58,7 @@ RESULTS = BENCH / "results"
 sys.path[:0] = [str(BENCH), str(ROOT)]
 
 from corpus import TextGenerator
+from run import machine  # bench/run.py: the same machine line in every result
 
 from ragkit.protocols import Embedder
 
@@ -843,19 +843,6 @@ def table(results: list[dict[str, Any]]) -> str:
             verdict = {True: "MET", False: "NOT MET", None: "not measurable here"}[t["met"]]
             lines.append(f"- {t['target']}: {_fmt(t['value'])} -> {verdict}")
     return "\n".join(lines)
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def code_version() -> str:

@@ -9,7 +9,6 @@ tested here; the bundled model is used by the end-to-end and conformance tests).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hash_embedder import HashEmbedder, vector
 from paragraph_chunks import paragraphs
 from rank_bm25 import BM25Okapi
 
@@ -30,43 +30,14 @@ from ragkit.indexes.maintenance import verify_index
 from ragkit.indexes.merge import optimize_index, plan_merges, run_policy
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.writer import write_generation
-from ragkit.protocols import Embedder
 from ragkit.schema import Document
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = parse_pipeline({"dense": {"embedder": {"batch_size": 8}}})
-DIM = 16
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
 
 
-def vector(text: str) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-class HashEmbedder(Embedder):
-    model_id = "hash"
-    dim = DIM
-    loaded = True
-
-    def __init__(self) -> None:
-        self.embedded: list[str] = []
-
-    def load(self) -> None:
-        pass
-
-    def embed(self, texts, on_batch=None):  # type: ignore[no-untyped-def]
-        self.embedded.extend(texts)
-        if on_batch:
-            on_batch(len(texts))
-        return np.stack([vector(t) for t in texts]) if texts else np.zeros((0, DIM), np.float32)
-
-    def embed_query(self, text):  # type: ignore[no-untyped-def]
-        return vector(text)
-
-
-def write(index_dir: Path, documents: list[Document], embedder: Embedder, delete: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def write(index_dir: Path, documents: list[Document], embedder: HashEmbedder, delete: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     with writer_lock(index_dir):
         return write_generation(index_dir, CONFIG, documents, paragraphs, embedder, delete_ids=delete)
 
@@ -172,7 +143,7 @@ def test_reingest_is_a_noop_and_nothing_is_embedded_twice(tmp_path: Path) -> Non
     first = write(index_dir, documents, embedder)
     assert first.published and first.segments == 1
     assert sorted(embedder.embedded) == sorted({f"Doc {i} own." for i in range(5)} | {"Shared text."})
-    embedder.embedded.clear()
+    embedder.calls.clear()
 
     again = write(index_dir, documents, embedder)
     assert not again.published and again.documents_unchanged == 5 and embedder.embedded == []

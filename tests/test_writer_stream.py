@@ -6,10 +6,9 @@ A deterministic hash embedder stands in for the model where only the plumbing is
 ordering test of `SentenceTransformerEmbedder.embed` uses the real bundled model.
 """
 
-import hashlib
-
 import numpy as np
 import pytest
+from hash_embedder import DIM, HashEmbedder, vector
 from paragraph_chunks import paragraphs
 
 from ragkit.config import PipelineConfig, parse_pipeline
@@ -20,43 +19,10 @@ from ragkit.indexes.maintenance import verify_index
 from ragkit.indexes.snapshot import IndexSnapshot
 from ragkit.indexes.tokenize import make_analyzer
 from ragkit.indexes.writer import write_generation
-from ragkit.protocols import Embedder
 from ragkit.schema import Document
 
 # batch_size 1 -> the writer encodes in blocks of 32 texts
 CONFIG = parse_pipeline({"dense": {"embedder": {"batch_size": 1}}})
-DIM = 16
-
-
-def vector(text: str) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-class HashEmbedder(Embedder):
-    model_id = "hash"
-    dim = DIM
-    loaded = True
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-        self.on_call = lambda: None
-
-    def load(self) -> None:
-        pass
-
-    def embed(self, texts, on_batch=None):
-        self.calls.append(list(texts))
-        self.on_call()
-        if on_batch:
-            on_batch(len(texts))
-        return np.stack([vector(t) for t in texts]) if texts else np.zeros((0, DIM), np.float32)
-
-    def embed_query(self, text):
-        return vector(text)
-
-
 def docs(n: int, tag: str = "") -> list[Document]:
     return [
         Document(id=f"d{i}.md", source=f"d{i}.md", text=f"Doc {i} first {tag}.\n\nDoc {i} second.\n\nShared text.")
