@@ -226,6 +226,9 @@ class PipelineConfig(Strict):
 # --- the registry's unions --------------------------------------------------------------------
 
 _MODELS = (LoaderConfig, DenseConfig, RetrievalConfig, PipelineConfig)  # inner before outer
+# LoaderConfig's own fields; every other field is the section of a registered loader, rebuilt each time
+# (a loader that is no longer registered loses its section).
+_LOADER_BASE_FIELDS = frozenset(LoaderConfig.model_fields)
 _rebuild_lock = threading.RLock()
 
 
@@ -273,6 +276,7 @@ def rebuild_models() -> None:
                         Field(default_factory=factory, description=info.description, json_schema_extra=extra),
                     )
             if model is LoaderConfig:
+                fields = {name: info for name, info in fields.items() if name in _LOADER_BASE_FIELDS}
                 for component in registered("loader"):
                     if set(component.config.model_fields) - {"name"}:
                         fields[component.name] = FieldInfo.from_annotated_attribute(

@@ -119,8 +119,12 @@ def plugin_imported(plugin_dir: Path) -> Iterator[None]:
     with components._lock:
         components._registry.clear()
         components._registry.update(saved)
+        components._version += 1  # else the listeners see an unchanged registry and keep the plugin's fields
     for listener in list(components._listeners):
         listener()
+    from ragkit.config import LoaderConfig
+
+    assert "log" not in LoaderConfig.model_fields  # the next modules' pipelines must not carry `loader.log`
 
 
 @pytest.mark.slow
