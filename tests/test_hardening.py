@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_reliability import CONFIG, embedder, make_rag, ragkit  # noqa: F401  (embedder: a fixture)
 
 from ragkit import RAG
@@ -397,3 +399,18 @@ def test_make_demo_prints_no_license_deprecation(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "project.license" not in result.stdout + result.stderr
+
+
+# Spellings that PurePosixPath normalizes: repeated, leading and trailing slashes, `.` and `..`
+# components, backslashes (a plain character on POSIX), blanks.
+_path_text = st.lists(st.sampled_from(["a", "b", "/", "//", ".", "..", "./", "\\", " ", "data", "data2"]), max_size=7).map("".join)
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=_path_text, root=_path_text)
+def test_target_matching_on_strings_follows_path_components(source: str, root: str) -> None:
+    """The string fast path of delete/prune matching agrees with PurePosixPath components."""
+    from ragkit.indexes.removal import _normal, _normal_under, _posix, _under
+
+    assert _normal(source) == _posix(source).as_posix()
+    assert _normal_under(_normal(source), _posix(root).as_posix()) == _under(_posix(source), _posix(root))

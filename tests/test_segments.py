@@ -168,6 +168,44 @@ def test_deleting_every_document_of_a_segment_drops_it(tmp_path: Path) -> None:
     check_against_oracles(index_dir, {"b.md": Document(id="b.md", source="b.md", text="beta two")})
 
 
+def terms_file(index_dir: Path) -> bytes:
+    manifest = require_current(index_dir)
+    return (index_dir / manifest.directory / "terms.txt").read_bytes()
+
+
+def test_the_vocabulary_is_appended_to_and_a_delete_copies_it_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit copies its predecessor's terms.txt and appends the new terms (term ids of old
+    segments stay valid); a commit that analyzes no text never parses the vocabulary."""
+    import ragkit.indexes.bm25 as bm25_module
+
+    index_dir = tmp_path / "index"
+    embedder = HashEmbedder()
+    write(index_dir, [Document(id="a.md", source="a.md", text="alpha beta gamma")], embedder)
+    first = terms_file(index_dir)
+    write(index_dir, [Document(id="b.md", source="b.md", text="beta delta epsilon")], embedder)
+    second = terms_file(index_dir)
+    assert second.startswith(first) and second[len(first):].decode().split() == ["delta", "epsilon"]
+
+    loads: list[object] = []
+    real_load = bm25_module.Vocabulary.load.__func__  # type: ignore[attr-defined]
+    monkeypatch.setattr(bm25_module.Vocabulary, "load", classmethod(lambda cls, d: loads.append(d) or real_load(cls, d)))
+    write(index_dir, [], embedder, delete=("a.md",))
+    assert loads == [] and terms_file(index_dir) == second
+    monkeypatch.undo()
+    write(index_dir, [Document(id="c.md", source="c.md", text="gamma zeta")], embedder)
+    third = terms_file(index_dir)
+    assert third == second + b"zeta\n" and len(require_current(index_dir).segments) == 2
+    monkeypatch.setattr(bm25_module.Vocabulary, "load", classmethod(lambda cls, d: loads.append(d) or real_load(cls, d)))
+    optimize_index(index_dir)  # a merge re-analyzes nothing
+    assert loads == [] and terms_file(index_dir) == third and len(require_current(index_dir).segments) == 1
+    monkeypatch.undo()
+    # Term ids kept their meaning: scores still equal rank-bm25 over the live corpus.
+    check_against_oracles(
+        index_dir,
+        {d: Document(id=d, source=d, text=t) for d, t in (("b.md", "beta delta epsilon"), ("c.md", "gamma zeta"))},
+    )
+
+
 def entry(name: str, chunks: int, deleted: int = 0) -> SegmentEntry:
     return SegmentEntry(name=name, chunks=chunks, documents=max(1, chunks // 10), deleted_chunks=deleted)
 

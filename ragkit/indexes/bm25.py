@@ -47,6 +47,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -103,9 +104,15 @@ class Vocabulary:
     word runs (`\\w+`), never containing a newline.
     """
 
-    def __init__(self, terms: list[str]) -> None:
+    def __init__(self, terms: list[str], source: Path | None = None) -> None:
         self.terms = terms
-        self.ids = {term: i for i, term in enumerate(terms)}
+        # dict(zip(...)) builds the 3.7M-term map of a 1M-chunk index in about half the time of
+        # a comprehension over enumerate (measured 1.98 s under the profiler for the latter).
+        self.ids = dict(zip(terms, range(len(terms))))
+        # The immutable file `terms` were read from: saving copies it and appends only the new
+        # terms instead of writing millions of lines again (0.7 s per commit at 1M chunks).
+        self.source = source
+        self.saved = len(terms) if source is not None else 0
 
     @classmethod
     def load(cls, generation_dir: Path | None) -> Vocabulary:
@@ -113,7 +120,16 @@ class Vocabulary:
         if path is None or not path.exists():
             return cls([])
         text = path.read_text(encoding="utf-8")
-        return cls(text.split("\n")[:-1] if text else [])
+        return cls(text.split("\n")[:-1] if text else [], source=path)
+
+    @staticmethod
+    def copy(previous_generation_dir: Path | None, generation_dir: Path) -> None:
+        """Carry an unchanged vocabulary into a new generation without reading it."""
+        source = previous_generation_dir / VOCABULARY_FILE if previous_generation_dir is not None else None
+        if source is not None and source.exists():
+            shutil.copyfile(source, generation_dir / VOCABULARY_FILE)
+        else:
+            Vocabulary([]).save(generation_dir)
 
     def __len__(self) -> int:
         return len(self.terms)
@@ -133,8 +149,13 @@ class Vocabulary:
         return np.fromiter((term_id(t) for t in tokens), dtype=np.int64)
 
     def save(self, generation_dir: Path) -> None:
-        with open(generation_dir / VOCABULARY_FILE, "w", encoding="utf-8", newline="\n") as handle:
-            for term in self.terms:
+        target = generation_dir / VOCABULARY_FILE
+        start = 0
+        if self.source is not None and self.source.exists() and self.source.resolve() != target.resolve():
+            shutil.copyfile(self.source, target)
+            start = self.saved
+        with open(target, "a" if start else "w", encoding="utf-8", newline="\n") as handle:
+            for term in self.terms[start:]:
                 handle.write(term)
                 handle.write("\n")
 
@@ -671,7 +692,7 @@ class BM25Backend:
         self.analyzer: Analyzer = make_analyzer(config.tokenizer)
 
     def writer(self, current: GenerationView | None) -> BM25Writer:
-        return BM25Writer(self.analyzer, Vocabulary.load(current.directory if current is not None else None))
+        return BM25Writer(self.analyzer, current.directory if current is not None else None)
 
     def open(self, generation: GenerationView) -> SegmentedBM25:
         return SegmentedBM25.open(generation, self.config)
@@ -715,9 +736,18 @@ class BM25Backend:
 class BM25Writer:
     """The sparse side of one commit: postings of new segments, merges, then the vocabulary."""
 
-    def __init__(self, analyzer: Analyzer, vocabulary: Vocabulary) -> None:
+    def __init__(self, analyzer: Analyzer, previous_generation_dir: Path | None) -> None:
         self.analyzer = analyzer
-        self.vocabulary = vocabulary
+        self.previous_generation_dir = previous_generation_dir
+        # Loaded only when a new segment's texts are analyzed: a delete or a merge keeps the
+        # term ids as they are, so it copies the file without parsing millions of terms.
+        self._vocabulary: Vocabulary | None = None
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = Vocabulary.load(self.previous_generation_dir)
+        return self._vocabulary
 
     def write_segment(self, texts: Iterable[str], directory: Path) -> None:
         """Postings of a new segment's chunk texts (local row i = the i-th text)."""
@@ -730,7 +760,10 @@ class BM25Writer:
         BM25Postings.merge(loaded).save(directory / SPARSE_DIR)
 
     def finish(self, generation_dir: Path) -> None:
-        self.vocabulary.save(generation_dir)
+        if self._vocabulary is None:
+            Vocabulary.copy(self.previous_generation_dir, generation_dir)
+        else:
+            self._vocabulary.save(generation_dir)
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

@@ -35,6 +35,29 @@ def _under(source: PurePosixPath, root: PurePosixPath) -> bool:
     return source.parts[:n] == root.parts
 
 
+def _normal(source: str) -> str:
+    """`source` spelled as `_posix(source)` spells it, without building a PurePosixPath when it
+    is already in that form (the usual case). Matching one target against the 175K sources of a
+    1M-chunk index took 3.2 s through PurePosixPath per source and 0.17 s on normal-form
+    strings; tests/test_hardening.py checks both agree on every spelling."""
+    if (
+        "//" in source or "/./" in source or source.startswith("./") or source.endswith(("/", "/."))
+        or source in ("", ".")
+    ):  # fmt: skip
+        return _posix(source).as_posix()
+    return source
+
+
+def _normal_under(source: str, root: str) -> bool:
+    """`_under` for a source and a root in normal form (see `_normal`): component prefixes as
+    string prefixes (`data` holds `data/x`, never `data2/x`)."""
+    if root == ".":  # the current directory holds every relative source
+        return not source.startswith("/")
+    if root == "/":  # POSIX keeps a leading `//` as a root of its own, which `/` does not hold
+        return source.startswith("/") and not source.startswith("//")
+    return source == root or source.startswith(root if root.endswith("/") else root + "/")
+
+
 def _is_gone(source: str) -> bool:
     """True only when nothing exists at `source` any more. Any other error (permission denied,
     I/O error) means "cannot tell", and a document is never removed on a guess."""
@@ -78,11 +101,11 @@ def prune_candidates(
             os.stat(root)
         except OSError:
             continue
-        live_roots.append(_posix(root))
+        live_roots.append(_posix(root).as_posix())
     gone: dict[str, bool] = {}
     out = []
     for doc_id, source in sorted(sources.items()):
-        if doc_id in loaded or not any(_under(_posix(source), r) for r in live_roots):
+        if doc_id in loaded or not any(_normal_under(_normal(source), r) for r in live_roots):
             continue
         if source not in gone:
             gone[source] = _is_gone(source) and not _protected(source, failure_paths)
@@ -171,6 +194,7 @@ def match_documents(
         return sorted(sources), []
     ids: set[str] = set()
     unmatched = []
+    normal = {i: _normal(s) for i, s in sources.items()}
     for target in targets:
         raw = check_target(target, "delete target")
         root = _posix(raw)
@@ -180,8 +204,9 @@ def match_documents(
                 f"delete target {raw!r} names every document of the index; use --all "
                 "(RAG.delete(all_documents=True)) to remove them all"
             )
-        named = {i for i, s in sources.items() if i == raw or i == root.as_posix() or _posix(s) == root}
-        inside = {i for i, s in sources.items() if i not in named and _under(_posix(s), root)}
+        spelled = root.as_posix()
+        named = {i for i, s in normal.items() if i == raw or i == spelled or s == spelled}
+        inside = {i for i, s in normal.items() if i not in named and _normal_under(s, spelled)}
         if inside and not is_dir_form:
             raise TargetError(
                 f"delete target {raw!r} is a directory holding {len(inside)} document(s); write it "
